@@ -1,0 +1,171 @@
+"""Settings: the one place that reads the environment.
+
+Values come from environment variables, then an optional `.env` file, then defaults. Secrets
+are wrapped so they never appear in a repr, a log line or a traceback. A missing or malformed
+value raises `ConfigError` naming the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/reconciler.db"
+SANDBOX_API_KEY = "sk_test_sandbox"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A string that never shows itself when printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a `.env` file of KEY=VALUE lines (comments and blank lines ignored)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line[:40]!r}")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str], file_values: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._file_values = file_values
+
+    def raw(self, name: str) -> str | None:
+        if name in self._environ:
+            return self._environ[name]
+        return self._file_values.get(name)
+
+    def string(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None or value == "" else value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {number}")
+        return number
+
+    def decimal(self, name: str, default: Decimal, *, maximum: Decimal) -> Decimal:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ConfigError(f"{name} must be a decimal number, got {value!r}") from None
+        if not number.is_finite() or not 0 <= number <= maximum:
+            raise ConfigError(f"{name} must be between 0 and {maximum}, got {value!r}")
+        return number
+
+    def secret(self, name: str, default: str, *, prefixes: tuple[str, ...]) -> Secret:
+        value = self.string(name, default)
+        if not value.startswith(prefixes):
+            raise ConfigError(f"{name} must start with {' or '.join(prefixes)}")
+        return Secret(value)
+
+    def secrets(self, name: str, *, prefix: str) -> tuple[Secret, ...]:
+        value = self.raw(name) or ""
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for index, item in enumerate(items, start=1):
+            if not item.startswith(prefix):
+                raise ConfigError(f"{name}: secret #{index} must start with {prefix!r}")
+        return tuple(Secret(item) for item in items)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings for every part of the service."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    stripe_api_key: Secret = field(default_factory=lambda: Secret(SANDBOX_API_KEY))
+    # None means the real Stripe API; the sandbox and tests point this at a local server.
+    stripe_api_base: str | None = None
+    webhook_secrets: tuple[Secret, ...] = ()
+    connect_webhook_secrets: tuple[Secret, ...] = ()
+    webhook_tolerance_seconds: int = 300
+    platform_fee_percent: Decimal = Decimal(0)
+    platform_fee_fixed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    @property
+    def livemode(self) -> bool:
+        """A service holding a live key is a live-mode service; test events are foreign to it."""
+        return self.stripe_api_key.reveal().startswith(("sk_live_", "rk_live_"))
+
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    ) -> Settings:
+        """Build settings from `environ` (default: the process environment) and `env_file`."""
+        file_values = read_env_file(env_file) if env_file is not None else {}
+        read = _Reader(os.environ if environ is None else environ, file_values)
+        database_url = read.string("DATABASE_URL", DEFAULT_DATABASE_URL)
+        if not database_url.startswith(("sqlite", "postgresql")):
+            raise ConfigError(
+                "DATABASE_URL must be a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL"
+            )
+        api_base = read.string("STRIPE_API_BASE", "") or None
+        if api_base is not None and not api_base.startswith(("http://", "https://")):
+            raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
+        return cls(
+            database_url=database_url,
+            stripe_api_key=read.secret(
+                "STRIPE_API_KEY", SANDBOX_API_KEY, prefixes=("sk_test_", "sk_live_", "rk_")
+            ),
+            stripe_api_base=api_base,
+            webhook_secrets=read.secrets("STRIPE_WEBHOOK_SECRETS", prefix="whsec_"),
+            connect_webhook_secrets=read.secrets("STRIPE_CONNECT_WEBHOOK_SECRETS", prefix="whsec_"),
+            webhook_tolerance_seconds=read.integer(
+                "STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1
+            ),
+            platform_fee_percent=read.decimal(
+                "PLATFORM_FEE_PERCENT", Decimal(0), maximum=Decimal(100)
+            ),
+            platform_fee_fixed=read.integer("PLATFORM_FEE_FIXED", 0),
+            host=read.string("HOST", "127.0.0.1"),
+            port=read.integer("PORT", 8000, minimum=0),
+            log_level=read.string("LOG_LEVEL", "info").lower(),
+        )

@@ -1,0 +1,101 @@
+"""Engine setup and the three kinds of transaction the service uses.
+
+- `read()`: a plain transaction.
+- `write()`: a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
+  the single write lock up front: a deferred transaction that reads and then writes can fail
+  with SQLITE_BUSY instead of waiting, because its snapshot went stale.
+- `serialised(merchant_id)`: `write()` plus, on PostgreSQL, `SELECT ... FOR UPDATE` on the
+  merchant's row, so every check-then-act on one merchant's money runs one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from reconciler.db.tables import merchants
+from reconciler.errors import NotFound
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_IMMEDIATE = "reconciler_immediate"
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # pysqlite's own transaction handling emits BEGIN lazily and never IMMEDIATE; take it over
+    # (the SQLAlchemy-documented recipe) so we decide when and how each transaction begins.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # FULL: an acknowledged webhook or payout row must survive a power cut, not just a crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """The service's database: an async engine plus the transaction helpers above."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        options: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine = create_async_engine(url, **options)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.execution_options(**{_IMMEDIATE: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def serialised(self, merchant_id: int) -> AsyncIterator[AsyncConnection]:
+        async with self.write() as conn:
+            await lock_merchant(conn, merchant_id)
+            yield conn
+
+
+async def lock_merchant(conn: AsyncConnection, merchant_id: int) -> None:
+    """Hold the merchant's row until the transaction ends (PostgreSQL); on SQLite the
+    `BEGIN IMMEDIATE` of `Database.write` already serialises every writer."""
+    query = select(merchants.c.id).where(merchants.c.id == merchant_id)
+    if conn.dialect.name != "sqlite":
+        query = query.with_for_update()
+    if (await conn.execute(query)).first() is None:
+        raise NotFound(f"merchant {merchant_id} does not exist")

@@ -1,0 +1,187 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations are the source of truth for the
+database itself; `tests/reconciler/db/test_migrations.py` proves the two agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+# Integer on SQLite so the id is the rowid (autoincrementing); BIGINT identity elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Amount = BigInteger
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _timestamps() -> list[Column[datetime]]:
+    return [
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    ]
+
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("stripe_account_id", String(64), unique=True),
+    Column("connect_status", String(20), nullable=False),
+    Column("charges_enabled", Boolean, nullable=False),
+    Column("payouts_enabled", Boolean, nullable=False),
+    Column("details_submitted", Boolean, nullable=False),
+    Column("requirements_due", JSON, nullable=False),
+    *_timestamps(),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("payment_intent_id", String(64), unique=True),
+    Column("charge_id", String(64), unique=True),
+    Column("ledger", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("platform_fee", Amount, nullable=False),
+    Column("stripe_fee", Amount),
+    Column("amount_refunded", Amount, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("funds_available", Boolean, nullable=False),
+    *_timestamps(),
+    CheckConstraint("amount > 0", "amount_positive"),
+    CheckConstraint("platform_fee >= 0 AND platform_fee <= amount", "platform_fee_range"),
+    CheckConstraint("stripe_fee IS NULL OR stripe_fee >= 0", "stripe_fee_non_negative"),
+    CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount", "refunded_range"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("payment_id", Id, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("stripe_refund_id", String(64), unique=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("reason", String(64)),
+    Column("failure_reason", String(64)),
+    *_timestamps(),
+    CheckConstraint("amount > 0", "amount_positive"),
+    CheckConstraint("source IN ('api', 'dashboard')", "source_known"),
+)
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("stripe_transfer_id", String(64), unique=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("amount_reversed", Amount, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("failure_message", Text),
+    *_timestamps(),
+    CheckConstraint("amount > 0", "amount_positive"),
+    CheckConstraint("amount_reversed >= 0 AND amount_reversed <= amount", "reversed_range"),
+)
+
+platform_balance_snapshots = Table(
+    "platform_balance_snapshots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("currency", String(3), nullable=False),
+    # Stripe balances can be negative (refunds and disputes beyond what is held).
+    Column("available", Amount, nullable=False),
+    Column("pending", Amount, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("taken_at", UTCDateTime(), nullable=False),
+    Index("ix_platform_balance_snapshots_currency_taken_at", "currency", "taken_at"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # One entry per business fact (e.g. "payout:7:released"): posting twice is impossible.
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("kind", String(48), nullable=False),
+    Column("merchant_id", Id, ForeignKey("merchants.id"), index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+journal_legs = Table(
+    "journal_legs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("entry_id", Id, ForeignKey("journal_entries.id"), nullable=False, index=True),
+    Column("account", String(100), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("debit", Amount, nullable=False),
+    Column("credit", Amount, nullable=False),
+    CheckConstraint(
+        "(debit > 0 AND credit = 0) OR (debit = 0 AND credit > 0)", "one_side_positive"
+    ),
+    Index("ix_journal_legs_account_currency", "account", "currency"),
+)
+
+# Running totals per account, updated in the same transaction as each leg, so reading a
+# balance is one row however long the history (the journal stays the proof).
+account_balances = Table(
+    "account_balances",
+    metadata,
+    Column("account", String(100), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("debits", Amount, nullable=False),
+    Column("credits", Amount, nullable=False),
+    CheckConstraint("debits >= 0 AND credits >= 0", "totals_non_negative"),
+)

@@ -1,0 +1,188 @@
+"""Payments: card payments collected on the platform account for a merchant.
+
+When a payment succeeds the gross lands in the platform's pending Stripe balance and is split
+between the merchant (their share) and ICPay (the platform fee). Stripe's processing fee is the
+platform's cost, booked when the charge's balance transaction tells us what it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.db.tables import payments
+from reconciler.errors import IllegalTransition, InvalidAmount
+from reconciler.ledger import accounts, journal
+from reconciler.ledger._rows import get_row, update_row
+from reconciler.ledger.merchants import get_merchant
+from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, Decision
+from reconciler.money import LEDGER_FOR_CURRENCY, FeeSchedule, check_currency, check_positive
+
+
+def status_after_refunds(amount: int, amount_refunded: int) -> str:
+    if amount_refunded == 0:
+        return "succeeded"
+    return "refunded" if amount_refunded >= amount else "partially_refunded"
+
+
+def capture_status(status: str) -> str:
+    """The lifecycle status behind a refund reading (see transitions.PAYMENT)."""
+    return "succeeded" if status in PAYMENT_CAPTURED else status
+
+
+async def create_payment(
+    conn: AsyncConnection,
+    *,
+    merchant_id: int,
+    amount: int,
+    currency: str,
+    fees: FeeSchedule,
+    now: datetime,
+    payment_intent_id: str | None = None,
+) -> int:
+    check_positive(amount)
+    currency = check_currency(currency)
+    await get_merchant(conn, merchant_id)
+    result = await conn.execute(
+        payments.insert()
+        .values(
+            merchant_id=merchant_id,
+            payment_intent_id=payment_intent_id,
+            ledger=LEDGER_FOR_CURRENCY[currency],
+            currency=currency,
+            amount=amount,
+            platform_fee=fees.fee_for(amount),
+            amount_refunded=0,
+            status="pending",
+            funds_available=False,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(payments.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def get_payment(conn: AsyncConnection, payment_id: int) -> Row[Any]:
+    return await get_row(conn, payments, payment_id)
+
+
+async def advance_payment(
+    conn: AsyncConnection,
+    payment_id: int,
+    status: str,
+    *,
+    now: datetime,
+    charge_id: str | None = None,
+    stripe_fee: int | None = None,
+    from_snapshot: bool = False,
+) -> Decision:
+    """Move a payment along its lifecycle; on success, book the merchant's share.
+
+    With `from_snapshot`, a status behind ours is ignored (STALE) instead of refused.
+    """
+    payment = await get_payment(conn, payment_id)
+    current = capture_status(payment.status)
+    decision = PAYMENT.decide(current, status)
+    if decision is Decision.STALE and not from_snapshot:
+        PAYMENT.require(current, status)
+    if decision is Decision.MOVE:
+        values: dict[str, Any] = {"status": status}
+        if charge_id is not None:
+            values["charge_id"] = charge_id
+        await update_row(conn, payments, payment_id, now=now, **values)
+        if status == "succeeded":
+            await _book_success(conn, payment, now=now)
+    if stripe_fee is not None:
+        await record_stripe_fee(conn, payment_id, stripe_fee, now=now)
+    return decision
+
+
+async def _book_success(conn: AsyncConnection, payment: Row[Any], *, now: datetime) -> None:
+    currency = payment.currency
+    share = payment.amount - payment.platform_fee
+    await journal.post(
+        conn,
+        f"payment:{payment.id}:succeeded",
+        "payment_succeeded",
+        [
+            journal.debit(accounts.PLATFORM_PENDING, payment.amount, currency),
+            journal.credit(accounts.merchant_payable(payment.merchant_id), share, currency),
+            journal.credit(accounts.FEE_REVENUE, payment.platform_fee, currency),
+        ],
+        now=now,
+        merchant_id=payment.merchant_id,
+    )
+
+
+async def record_stripe_fee(
+    conn: AsyncConnection, payment_id: int, stripe_fee: int, *, now: datetime
+) -> None:
+    """Book Stripe's processing fee once, as read from the charge's balance transaction."""
+    payment = await get_payment(conn, payment_id)
+    if stripe_fee < 0 or stripe_fee > payment.amount:
+        raise InvalidAmount(f"stripe fee {stripe_fee} is outside 0..{payment.amount}")
+    if payment.stripe_fee is not None:
+        if payment.stripe_fee != stripe_fee:
+            raise IllegalTransition(
+                f"payment {payment_id} already has stripe fee {payment.stripe_fee}, "
+                f"not {stripe_fee}: correct it with an adjusting entry"
+            )
+        return
+    await update_row(conn, payments, payment_id, now=now, stripe_fee=stripe_fee)
+    if stripe_fee:
+        await journal.post(
+            conn,
+            f"payment:{payment_id}:stripe_fee",
+            "stripe_fee",
+            journal.two_legs(
+                debit_account=accounts.STRIPE_FEES,
+                credit_account=accounts.PLATFORM_PENDING,
+                amount=stripe_fee,
+                currency=payment.currency,
+            ),
+            now=now,
+        )
+
+
+async def release_funds(conn: AsyncConnection, payment_id: int, *, now: datetime) -> bool:
+    """The payment's net moved from Stripe's pending balance to available."""
+    payment = await get_payment(conn, payment_id)
+    if capture_status(payment.status) != "succeeded":
+        raise IllegalTransition(f"payment {payment_id} is {payment.status}, not succeeded")
+    if payment.stripe_fee is None:
+        raise IllegalTransition(
+            f"payment {payment_id} has no stripe fee yet: record its balance transaction first"
+        )
+    if payment.funds_available:
+        return False
+    await update_row(conn, payments, payment_id, now=now, funds_available=True)
+    net = payment.amount - payment.stripe_fee
+    return await journal.post(
+        conn,
+        f"payment:{payment_id}:funds_available",
+        "funds_available",
+        journal.two_legs(
+            debit_account=accounts.PLATFORM_AVAILABLE,
+            credit_account=accounts.PLATFORM_PENDING,
+            amount=net,
+            currency=payment.currency,
+        ),
+        now=now,
+    )
+
+
+async def set_amount_refunded(
+    conn: AsyncConnection, payment: Row[Any], amount_refunded: int, *, now: datetime
+) -> None:
+    await update_row(
+        conn,
+        payments,
+        payment.id,
+        now=now,
+        amount_refunded=amount_refunded,
+        status=status_after_refunds(payment.amount, amount_refunded),
+    )

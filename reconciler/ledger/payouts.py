@@ -1,0 +1,200 @@
+"""Payouts: a merchant's share leaving the platform as a Stripe Connect transfer.
+
+The amount is reserved (taken from the merchant's balance into "payouts in flight") when the
+pending row is created, in the same serialised transaction as the balance check, so two
+requests racing for the last dollar cannot both win. Completion moves it out of the platform's
+available balance; failure or cancellation gives it back; a transfer reversal returns funds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.db.engine import lock_merchant
+from reconciler.db.tables import payouts
+from reconciler.errors import (
+    AccountCannotReceive,
+    IllegalTransition,
+    InsufficientBalance,
+    InvalidAmount,
+)
+from reconciler.ledger import accounts, journal
+from reconciler.ledger._rows import get_row, update_row
+from reconciler.ledger.balances import merchant_balance
+from reconciler.ledger.merchants import get_merchant
+from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
+from reconciler.money import check_currency, check_positive
+
+REVERSIBLE = frozenset({"completed", "amount_reversed"})
+
+
+async def reserve_payout(
+    conn: AsyncConnection, *, merchant_id: int, amount: int, currency: str, now: datetime
+) -> int:
+    """Check the merchant can be paid `amount` and reserve it as a pending payout.
+
+    Run inside `Database.write()` (or `serialised`): the merchant is locked here before the
+    balance is read, so the check and the reservation are one step.
+    """
+    check_positive(amount, "payout amount")
+    currency = check_currency(currency)
+    await lock_merchant(conn, merchant_id)
+    merchant = await get_merchant(conn, merchant_id)
+    if merchant.stripe_account_id is None or not merchant.payouts_enabled:
+        raise AccountCannotReceive(
+            f"merchant {merchant_id} has no connected account with payouts enabled"
+        )
+    balance = await merchant_balance(conn, merchant_id, currency)
+    if amount > balance:
+        raise InsufficientBalance(
+            f"merchant {merchant_id} balance {balance} does not cover payout {amount}"
+        )
+    result = await conn.execute(
+        payouts.insert()
+        .values(
+            merchant_id=merchant_id,
+            currency=currency,
+            amount=amount,
+            amount_reversed=0,
+            status="pending",
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(payouts.c.id)
+    )
+    payout_id = int(result.scalar_one())
+    await journal.post(
+        conn,
+        f"payout:{payout_id}:reserved",
+        "payout_reserved",
+        journal.two_legs(
+            debit_account=accounts.merchant_payable(merchant_id),
+            credit_account=accounts.PAYOUTS_IN_FLIGHT,
+            amount=amount,
+            currency=currency,
+        ),
+        now=now,
+        merchant_id=merchant_id,
+    )
+    return payout_id
+
+
+async def get_payout(conn: AsyncConnection, payout_id: int) -> Row[Any]:
+    return await get_row(conn, payouts, payout_id)
+
+
+async def advance_payout(
+    conn: AsyncConnection,
+    payout_id: int,
+    status: str,
+    *,
+    now: datetime,
+    transfer_id: str | None = None,
+    failure_message: str | None = None,
+    from_snapshot: bool = False,
+) -> Decision:
+    """Move a payout to processing, completed, failed or cancelled, posting what that means.
+
+    Reversals are not set here: they follow Stripe's `amount_reversed` (`record_reversal`).
+    """
+    if status in ("amount_reversed", "reversed"):
+        raise IllegalTransition("reversals are recorded with record_reversal(amount_reversed)")
+    payout = await get_payout(conn, payout_id)
+    decision = PAYOUT.decide(payout.status, status)
+    if decision is Decision.STALE and not from_snapshot:
+        PAYOUT.require(payout.status, status)
+    if decision is not Decision.MOVE:
+        return decision
+    values: dict[str, Any] = {"status": status}
+    if transfer_id is not None:
+        values["stripe_transfer_id"] = transfer_id
+    if failure_message is not None:
+        values["failure_message"] = failure_message
+    await update_row(conn, payouts, payout_id, now=now, **values)
+    if status == "completed":
+        await _post(
+            conn,
+            payout,
+            "transferred",
+            accounts.PAYOUTS_IN_FLIGHT,
+            accounts.PLATFORM_AVAILABLE,
+            payout.amount,
+            now=now,
+        )
+    elif status in PAYOUT_RELEASED:
+        await _post(
+            conn,
+            payout,
+            "released",
+            accounts.PAYOUTS_IN_FLIGHT,
+            accounts.merchant_payable(payout.merchant_id),
+            payout.amount,
+            now=now,
+        )
+    return decision
+
+
+async def record_reversal(
+    conn: AsyncConnection, payout_id: int, amount_reversed: int, *, now: datetime
+) -> bool:
+    """Follow Stripe's running `amount_reversed` for the payout's transfer.
+
+    Only growth is booked (the difference goes back to the merchant); a total we already
+    hold, or a smaller one from a stale snapshot, changes nothing.
+    """
+    payout = await get_payout(conn, payout_id)
+    if amount_reversed <= payout.amount_reversed:
+        return False
+    if amount_reversed > payout.amount:
+        raise InvalidAmount(
+            f"reversed total {amount_reversed} exceeds payout {payout_id} amount {payout.amount}"
+        )
+    if payout.status not in REVERSIBLE:
+        raise IllegalTransition(
+            f"payout {payout_id} is {payout.status}: it has no transfer to reverse"
+        )
+    status = "reversed" if amount_reversed == payout.amount else "amount_reversed"
+    if status != payout.status:
+        PAYOUT.require(payout.status, status)
+    await update_row(
+        conn, payouts, payout_id, now=now, status=status, amount_reversed=amount_reversed
+    )
+    await _post(
+        conn,
+        payout,
+        f"reversed_to:{amount_reversed}",
+        accounts.PLATFORM_AVAILABLE,
+        accounts.merchant_payable(payout.merchant_id),
+        amount_reversed - payout.amount_reversed,
+        now=now,
+    )
+    return True
+
+
+async def _post(
+    conn: AsyncConnection,
+    payout: Row[Any],
+    fact: str,
+    debit_account: str,
+    credit_account: str,
+    amount: int,
+    *,
+    now: datetime,
+) -> None:
+    await journal.post(
+        conn,
+        f"payout:{payout.id}:{fact}",
+        f"payout_{fact.split(':')[0]}",
+        journal.two_legs(
+            debit_account=debit_account,
+            credit_account=credit_account,
+            amount=amount,
+            currency=payout.currency,
+        ),
+        now=now,
+        merchant_id=payout.merchant_id,
+    )
