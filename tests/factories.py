@@ -15,6 +15,7 @@ from reconciler.ledger.merchants import create_merchant, set_connect_state
 from reconciler.ledger.payments import advance_payment, create_payment, release_funds
 from reconciler.money import FeeSchedule
 
+NO_FEES = FeeSchedule()
 TEN_PERCENT = FeeSchedule(percent=Decimal(10))
 
 
@@ -41,7 +42,7 @@ async def settled_payment(
     amount: int,
     now: datetime,
     *,
-    fees: FeeSchedule = FeeSchedule(),
+    fees: FeeSchedule = NO_FEES,
     stripe_fee: int = 0,
     intent: str | None = None,
 ) -> int:

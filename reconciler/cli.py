@@ -1,0 +1,96 @@
+"""The `reconciler` command, and the composition root: the one module of `reconciler/` that
+wires the HTTP app, the scheduler and the sandbox together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy.engine import make_url
+
+from reconciler.config import ConfigError, Settings
+from reconciler.db.engine import Database
+from reconciler.db.schema import code_head, migrate, require_current_schema
+from reconciler.errors import ReconcilerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler", description="ICPay's Stripe reconciler. Configuration: environment."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    commands.add_parser("migrate", help="apply database migrations up to this code's schema")
+    sandbox = commands.add_parser("sandbox", help="run the local Stripe sandbox")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=12111)
+    sandbox.add_argument("--seed", type=int, default=None, help="make ids deterministic")
+    return parser
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _migrate(settings: Settings) -> str:
+    db = Database(settings.database_url)
+    try:
+        await migrate(db)
+        await require_current_schema(db)
+    finally:
+        await db.dispose()
+    return f"database {_safe_url(settings.database_url)} is at schema {code_head()}"
+
+
+async def _check_schema(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    try:
+        await require_current_schema(db)
+    finally:
+        await db.dispose()
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from handlers.app import create_app
+
+    asyncio.run(_check_schema(settings))  # refuse early, with a message, not a traceback
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        log_level=settings.log_level,
+    )
+
+
+def _sandbox(host: str, port: int, seed: int | None) -> None:
+    from stripe_sandbox.server import serve
+
+    serve(host=host, port=port, seed=seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_environ()
+        if args.command == "migrate":
+            print(asyncio.run(_migrate(settings)))
+        elif args.command == "serve":
+            _serve(settings, args.host, args.port)
+        elif args.command == "sandbox":
+            _sandbox(args.host, args.port, args.seed)
+    except (ConfigError, ReconcilerError) as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import delete, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from reconciler.db.engine import Database
+from reconciler.db.tables import journal_entries, journal_legs
+from reconciler.errors import InvalidAmount, UnbalancedEntry, UnknownCurrency
+from reconciler.ledger import journal
+from reconciler.ledger.balances import account_balance
+from tests.factories import journal_history
+
+CASH = "platform:stripe_available"
+REVENUE = "platform:fee_revenue"
+
+
+@pytest.mark.parametrize(
+    ("legs", "error"),
+    [
+        ([journal.debit(CASH, 100, "usd")], UnbalancedEntry),
+        ([journal.debit(CASH, 100, "usd"), journal.credit(REVENUE, 99, "usd")], UnbalancedEntry),
+        ([journal.debit(CASH, 100, "usd"), journal.credit(REVENUE, 100, "eur")], UnknownCurrency),
+        ([journal.debit(CASH, -5, "usd"), journal.credit(REVENUE, -5, "usd")], InvalidAmount),
+        ([journal.Leg(CASH, "usd", 5, 5), journal.Leg(REVENUE, "usd", 5, 5)], UnbalancedEntry),
+    ],
+)
+def test_unbalanced_or_invalid_entries_are_refused(legs: list[journal.Leg], error: type) -> None:
+    with pytest.raises(error):
+        journal.check_balanced(legs)
+
+
+async def test_posting_the_same_fact_twice_books_it_once(db: Database, now: datetime) -> None:
+    legs = journal.two_legs(debit_account=CASH, credit_account=REVENUE, amount=250, currency="usd")
+    async with db.write() as conn:
+        assert await journal.post(conn, "fee:1", "fee", legs, now=now)
+        assert not await journal.post(conn, "fee:1", "fee", legs, now=now)
+        assert await journal_history(conn) == [("fee:1", [(REVENUE, 0, 250), (CASH, 250, 0)])]
+        assert await account_balance(conn, CASH, "usd") == 250
+        assert await account_balance(conn, REVENUE, "usd") == 250
+
+
+async def test_the_database_refuses_to_change_or_delete_the_journal(
+    db: Database, now: datetime
+) -> None:
+    legs = journal.two_legs(debit_account=CASH, credit_account=REVENUE, amount=250, currency="usd")
+    async with db.write() as conn:
+        await journal.post(conn, "fee:1", "fee", legs, now=now)
+    for statement in (
+        update(journal_legs).values(debit=1),
+        delete(journal_legs),
+        update(journal_entries).values(kind="edited"),
+        delete(journal_entries),
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with db.write() as conn:
+                await conn.execute(statement)
+    async with db.read() as conn:
+        assert await journal_history(conn) == [("fee:1", [(REVENUE, 0, 250), (CASH, 250, 0)])]
+
+
+async def test_a_leg_with_both_sides_is_refused_by_the_database(
+    db: Database, now: datetime
+) -> None:
+    with pytest.raises(IntegrityError):
+        async with db.write() as conn:
+            entry = await conn.execute(
+                journal_entries.insert()
+                .values(idempotency_key="raw", kind="raw", created_at=now)
+                .returning(journal_entries.c.id)
+            )
+            await conn.execute(
+                journal_legs.insert().values(
+                    entry_id=entry.scalar_one(), account=CASH, currency="usd", debit=5, credit=5
+                )
+            )
+
+
+@pytest.mark.postgres
+async def test_postgres_refuses_an_unbalanced_entry_at_commit(db: Database, now: datetime) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite has no deferred triggers; the code's check is the guard there")
+    with pytest.raises(DBAPIError, match="does not balance"):
+        async with db.write() as conn:
+            entry = await conn.execute(
+                journal_entries.insert()
+                .values(idempotency_key="raw", kind="raw", created_at=now)
+                .returning(journal_entries.c.id)
+            )
+            entry_id = entry.scalar_one()
+            await conn.execute(
+                journal_legs.insert(),
+                [
+                    {
+                        "entry_id": entry_id,
+                        "account": CASH,
+                        "currency": "usd",
+                        "debit": 5,
+                        "credit": 0,
+                    },
+                    {
+                        "entry_id": entry_id,
+                        "account": REVENUE,
+                        "currency": "usd",
+                        "debit": 0,
+                        "credit": 4,
+                    },
+                ],
+            )
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM journal_entries"))).scalar() == 0

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import DEFAULT_DATABASE_URL, ConfigError, Settings
+
+
+def test_defaults_need_no_environment_at_all() -> None:
+    settings = Settings.from_environ({}, env_file=None)
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.stripe_api_key.reveal().startswith("sk_test_")
+    assert settings.webhook_secrets == ()
+    assert not settings.livemode
+
+
+def test_values_are_typed_and_secrets_never_print() -> None:
+    settings = Settings.from_environ(
+        {
+            "STRIPE_API_KEY": "sk_live_abc123",
+            "STRIPE_WEBHOOK_SECRETS": "whsec_old, whsec_new",
+            "PLATFORM_FEE_PERCENT": "2.5",
+            "PLATFORM_FEE_FIXED": "30",
+            "PORT": "9000",
+        },
+        env_file=None,
+    )
+    assert [secret.reveal() for secret in settings.webhook_secrets] == ["whsec_old", "whsec_new"]
+    assert settings.platform_fee_percent == Decimal("2.5")
+    assert (settings.platform_fee_fixed, settings.port, settings.livemode) == (30, 9000, True)
+    shown = repr(settings) + str(settings.stripe_api_key)
+    assert "sk_live_abc123" not in shown
+    assert "whsec_old" not in shown
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PORT": "eighty"}, "PORT must be a whole number"),
+        ({"PLATFORM_FEE_PERCENT": "ten"}, "PLATFORM_FEE_PERCENT must be a decimal"),
+        ({"PLATFORM_FEE_PERCENT": "150"}, "PLATFORM_FEE_PERCENT must be between 0 and 100"),
+        ({"STRIPE_API_KEY": "pk_test_123"}, "STRIPE_API_KEY must start with"),
+        ({"STRIPE_WEBHOOK_SECRETS": "whsec_a,oops"}, "STRIPE_WEBHOOK_SECRETS: secret #2"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be"),
+        ({"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE must be an http"),
+    ],
+)
+def test_malformed_values_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_environ(environ, env_file=None)
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# local\nPORT=9100\nLOG_LEVEL='DEBUG'\n")
+    settings = Settings.from_environ({"PORT": "9200"}, env_file=env_file)
+    assert (settings.port, settings.log_level) == (9200, "debug")
