@@ -1,0 +1,299 @@
+"""Connect Express accounts: create, retrieve, list, update, delete; onboarding state."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from .errors import invalid_request, missing_parameter
+from .forms import Params, check_known, get_dict, get_str, metadata_update
+from .state import Sandbox
+from .store import paginate
+
+if TYPE_CHECKING:
+    from .api import Call
+
+Obj = dict[str, Any]
+
+COUNTRY_CURRENCY = {
+    "US": "usd",
+    "CA": "cad",
+    "GB": "gbp",
+    "AU": "aud",
+    "JP": "jpy",
+    "CH": "chf",
+    "SE": "sek",
+    "NO": "nok",
+    "DK": "dkk",
+    "DE": "eur",
+    "FR": "eur",
+    "IE": "eur",
+    "NL": "eur",
+    "ES": "eur",
+    "IT": "eur",
+    "BE": "eur",
+    "AT": "eur",
+    "FI": "eur",
+    "PT": "eur",
+}
+INITIAL_REQUIREMENTS = [
+    "business_profile.mcc",
+    "business_profile.url",
+    "business_type",
+    "external_account",
+    "representative.first_name",
+    "representative.last_name",
+    "tos_acceptance.date",
+    "tos_acceptance.ip",
+]
+CREATE_PARAMS = {
+    "account_token",
+    "business_profile",
+    "business_type",
+    "capabilities",
+    "company",
+    "controller",
+    "country",
+    "default_currency",
+    "documents",
+    "email",
+    "external_account",
+    "groups",
+    "individual",
+    "metadata",
+    "settings",
+    "tos_acceptance",
+    "type",
+}
+UPDATE_PARAMS = CREATE_PARAMS - {"controller", "country", "type"}
+BUSINESS_PROFILE_FIELDS = (
+    "mcc",
+    "name",
+    "product_description",
+    "support_email",
+    "support_phone",
+    "support_url",
+    "url",
+)
+
+
+def _requirements(currently_due: list[str], past_due: list[str] | None = None) -> Obj:
+    past = list(currently_due if past_due is None else past_due)
+    return {
+        "alternatives": [],
+        "current_deadline": None,
+        "currently_due": list(currently_due),
+        "disabled_reason": "requirements.past_due" if past else None,
+        "errors": [],
+        "eventually_due": list(currently_due),
+        "past_due": past,
+        "pending_verification": [],
+    }
+
+
+def _business_profile(params: Params) -> Obj:
+    given = get_dict(params, "business_profile")
+    profile: Obj = {
+        "annual_revenue": None,
+        "estimated_worker_count": None,
+        "support_address": None,
+    }
+    for name in BUSINESS_PROFILE_FIELDS:
+        profile[name] = get_str(given, name)
+    return profile
+
+
+def create_account(sb: Sandbox, call: Call) -> Obj:
+    params = call.params
+    check_known(params, CREATE_PARAMS)
+    account_type = get_str(params, "type")
+    if account_type is None and "controller" not in params:
+        raise missing_parameter("type")
+    if account_type not in (None, "express", "custom", "standard"):
+        raise invalid_request(
+            "Invalid type: must be one of custom, express, or standard", param="type"
+        )
+    country = (get_str(params, "country") or "US").upper()
+    if country not in COUNTRY_CURRENCY:
+        raise invalid_request(
+            f"Country '{country}' is unknown. Try using a 2-character alphanumeric country "
+            "code instead, such as 'US', 'EG', or 'GB'.",
+            param="country",
+        )
+    requested = _requested_capabilities(params) or ["transfers"]
+    account_id = sb.ids.new("acct", 16)
+    account: Obj = {
+        "id": account_id,
+        "object": "account",
+        "business_profile": _business_profile(params),
+        "business_type": get_str(params, "business_type"),
+        "capabilities": {name: "inactive" for name in sorted(requested)},
+        "charges_enabled": False,
+        "controller": {
+            "fees": {"payer": "application"},
+            "is_controller": True,
+            "losses": {"payments": "application"},
+            "requirement_collection": "stripe",
+            "stripe_dashboard": {"type": "express"},
+            "type": "application",
+        },
+        "country": country,
+        "created": sb.clock.timestamp(),
+        "default_currency": get_str(params, "default_currency") or COUNTRY_CURRENCY[country],
+        "details_submitted": False,
+        "email": get_str(params, "email"),
+        "external_accounts": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/accounts/{account_id}/external_accounts",
+        },
+        "future_requirements": _requirements([], []),
+        "metadata": metadata_update({}, params),
+        "payouts_enabled": False,
+        "requirements": _requirements(INITIAL_REQUIREMENTS),
+        "settings": _settings(),
+        "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
+        "type": account_type or "express",
+    }
+    sb.store.add(account)
+    return account
+
+
+def _requested_capabilities(params: Params) -> list[str]:
+    requested = []
+    for name, value in get_dict(params, "capabilities").items():
+        if not isinstance(value, dict) or value.get("requested") not in ("true", "false"):
+            raise invalid_request(
+                "Invalid capabilities: each needs requested=true|false",
+                param=f"capabilities[{name}]",
+            )
+        if value["requested"] == "true":
+            requested.append(name)
+    return requested
+
+
+def _settings() -> Obj:
+    return {
+        "bacs_debit_payments": {"display_name": None, "service_user_number": None},
+        "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+        "card_issuing": {"tos_acceptance": {"date": None, "ip": None}},
+        "card_payments": {
+            "decline_on": {"avs_failure": False, "cvc_failure": False},
+            "statement_descriptor_prefix": None,
+            "statement_descriptor_prefix_kana": None,
+            "statement_descriptor_prefix_kanji": None,
+        },
+        "dashboard": {"display_name": None, "timezone": "Etc/UTC"},
+        "payments": {
+            "statement_descriptor": None,
+            "statement_descriptor_kana": None,
+            "statement_descriptor_kanji": None,
+        },
+        "payouts": {
+            "debit_negative_balances": True,
+            "schedule": {"delay_days": 2, "interval": "daily"},
+            "statement_descriptor": None,
+        },
+        "sepa_debit_payments": {},
+    }
+
+
+def live_account(sb: Sandbox, account_id: str, *, param: str | None = None) -> Obj:
+    return sb.store.get("account", account_id, param=param)
+
+
+def retrieve_account(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, set())
+    return live_account(sb, call.path["id"])
+
+
+def list_accounts(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, {"created", "ending_before", "limit", "starting_after"})
+    return paginate(sb.store.newest_first("account"), call.params, "/v1/accounts")
+
+
+def update_account(sb: Sandbox, call: Call) -> Obj:
+    params = call.params
+    check_known(params, UPDATE_PARAMS)
+    account = live_account(sb, call.path["id"])
+    before = copy.deepcopy(account)
+    account["metadata"] = metadata_update(account["metadata"], params)
+    if "email" in params:
+        account["email"] = get_str(params, "email") or None
+    if "business_type" in params:
+        account["business_type"] = get_str(params, "business_type") or None
+    if "business_profile" in params:
+        given = get_dict(params, "business_profile")
+        for name in BUSINESS_PROFILE_FIELDS:
+            if name in given:
+                account["business_profile"][name] = get_str(given, name) or None
+    for name in _requested_capabilities(params):
+        if name not in account["capabilities"]:
+            ready = account["details_submitted"] and not account["requirements"]["past_due"]
+            account["capabilities"][name] = "active" if ready else "inactive"
+    announce(sb, account, before)
+    return account
+
+
+def announce(sb: Sandbox, account: Obj, before: Obj) -> None:
+    """Emit `account.updated` (to Connect endpoints) if anything changed."""
+    previous = {k: v for k, v in before.items() if account.get(k) != v}
+    if previous:
+        sb.emit("account.updated", account, account=account["id"], previous=previous)
+
+
+def complete_onboarding(sb: Sandbox, account: Obj) -> None:
+    """What submitting Stripe's hosted onboarding does to an Express account."""
+    before = copy.deepcopy(account)
+    profile = account["business_profile"]
+    profile["mcc"] = profile["mcc"] or "5734"
+    profile["url"] = profile["url"] or "https://merchant.example"
+    account["business_type"] = account["business_type"] or "individual"
+    account["tos_acceptance"] = {
+        "date": sb.clock.timestamp(),
+        "ip": "127.0.0.1",
+        "user_agent": "stripe-sandbox",
+    }
+    account["details_submitted"] = True
+    set_requirements(sb, account, [], [])
+    announce(sb, account, before)
+
+
+def set_requirements(
+    sb: Sandbox,
+    account: Obj,
+    currently_due: list[str],
+    past_due: list[str] | None = None,
+    disabled_reason: str | None = None,
+) -> None:
+    """Set what Stripe still needs; past-due requirements switch charges and payouts off."""
+    requirements = _requirements(currently_due, past_due)
+    if disabled_reason is not None:
+        requirements["disabled_reason"] = disabled_reason
+    account["requirements"] = requirements
+    enabled = account["details_submitted"] and requirements["disabled_reason"] is None
+    account["charges_enabled"] = enabled
+    account["payouts_enabled"] = enabled
+    account["capabilities"] = {
+        name: "active" if enabled else "inactive" for name in account["capabilities"]
+    }
+
+
+def delete_account(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, set())
+    account = live_account(sb, call.path["id"])
+    sb.store.remove(account["id"])
+    application = {"id": "ca_sandbox", "object": "application", "name": "ICPay sandbox"}
+    sb.emit("account.application.deauthorized", application, account=account["id"])
+    return {"id": account["id"], "object": "account", "deleted": True}
+
+
+ROUTES = [
+    ("POST", "/v1/accounts", create_account),
+    ("GET", "/v1/accounts", list_accounts),
+    ("GET", "/v1/accounts/{id}", retrieve_account),
+    ("POST", "/v1/accounts/{id}", update_account),
+    ("DELETE", "/v1/accounts/{id}", delete_account),
+]

@@ -1,0 +1,59 @@
+"""Stripe's test payment methods and what each one does."""
+
+from __future__ import annotations
+
+from .errors import missing
+from .state import Card, Sandbox
+
+TEST_CARDS: dict[str, Card] = {
+    "pm_card_visa": Card("visa", "4242"),
+    "pm_card_visa_debit": Card("visa", "5556", funding="debit"),
+    "pm_card_mastercard": Card("mastercard", "4444"),
+    "pm_card_amex": Card("amex", "8431"),
+    "pm_card_bypassPending": Card("visa", "0077", bypass_pending=True),
+    "pm_card_chargeDeclined": Card("visa", "0002", decline_code="generic_decline"),
+    "pm_card_chargeDeclinedInsufficientFunds": Card(
+        "visa", "9995", decline_code="insufficient_funds"
+    ),
+    "pm_card_refundFail": Card("visa", "5126", refund_fails=True),
+}
+
+
+def resolve(sb: Sandbox, payment_method: str, param: str = "payment_method") -> tuple[str, Card]:
+    """Turn a test token into a concrete `pm_...` id, as Stripe does on confirmation."""
+    card = sb.private.payment_method_cards.get(payment_method)
+    if card is not None:
+        return payment_method, card
+    card = TEST_CARDS.get(payment_method)
+    if card is None:
+        raise missing("PaymentMethod", payment_method, param=param)
+    pm_id = sb.ids.new("pm")
+    sb.private.payment_method_cards[pm_id] = card
+    return pm_id, card
+
+
+def method_details(card: Card) -> dict[str, object]:
+    return {
+        "card": {
+            "amount_authorized": None,
+            "brand": card.brand,
+            "checks": {
+                "address_line1_check": None,
+                "address_postal_code_check": None,
+                "cvc_check": "pass",
+            },
+            "country": "US",
+            "exp_month": 12,
+            "exp_year": 2034,
+            "fingerprint": "sandbox" + card.last4,
+            "funding": card.funding,
+            "installments": None,
+            "last4": card.last4,
+            "mandate": None,
+            "network": card.brand,
+            "network_token": {"used": False},
+            "three_d_secure": None,
+            "wallet": None,
+        },
+        "type": "card",
+    }

@@ -1,0 +1,199 @@
+"""Webhook delivery: signing, the background worker, retries with backoff, and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from .state import Sandbox
+
+Obj = dict[str, Any]
+
+
+def sign(secret: str, payload: bytes, timestamp: int) -> str:
+    """A `Stripe-Signature` header value for `payload`, as Stripe computes it."""
+    signed = f"{timestamp}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def endpoint_wants(endpoint: Obj, connect: bool, event: Obj) -> bool:
+    """Connect endpoints get events about connected accounts; the others, platform events."""
+    if endpoint["status"] != "enabled":
+        return False
+    if connect != ("account" in event):
+        return False
+    return any(
+        pattern == "*" or fnmatch.fnmatchcase(event["type"], pattern)
+        for pattern in endpoint["enabled_events"]
+    )
+
+
+@dataclass
+class Delivery:
+    """One event owed to one endpoint."""
+
+    id: int
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    due: float
+    attempts: int = 0
+    status: str = "pending"  # pending | succeeded | failed | dropped
+    held: bool = False
+    faulted: bool = False
+    last_status: int | None = None
+    last_error: str | None = None
+    sent: int = 0
+
+    def as_dict(self) -> Obj:
+        return asdict(self)
+
+
+class Deliverer:
+    """Owes events to endpoints and pays them with signed POSTs.
+
+    Deliveries run outside the state lock, so a receiver may call the API while handling one.
+    """
+
+    def __init__(self, sb: Sandbox) -> None:
+        self._sb = sb
+        self.items: list[Delivery] = []
+        self._ids = itertools.count(1)
+        self._send_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._client: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def enqueue(self, event: Obj) -> None:
+        now = self._sb.clock.now()
+        endpoints = reversed(self._sb.store.newest_first("webhook_endpoint"))
+        for endpoint in endpoints:
+            connect = endpoint["id"] in self._sb.private.connect_endpoints
+            if endpoint_wants(endpoint, connect, event):
+                self.items.append(
+                    Delivery(next(self._ids), event["id"], event["type"], endpoint["id"], now)
+                )
+                event["pending_webhooks"] += 1
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stripe-sandbox-deliveries")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sb.settings.worker_interval)
+            self._wake.clear()
+            async with self._sb.lock:
+                self._sb.tick()
+            await self.deliver_due()
+
+    async def deliver_due(self, *, everything: bool = False, release_held: bool = False) -> int:
+        """Attempt every delivery due now (or every pending one); return attempts made.
+
+        Loops until nothing is due, so deliveries caused while delivering are included.
+        """
+        attempts = 0
+        async with self._send_lock:
+            for _ in range(100):
+                due = self._due(everything)
+                if not due and release_held:
+                    for item in self.items:
+                        if item.status == "pending" and item.held:
+                            item.held = False
+                    due = self._due(everything)
+                if not due:
+                    break
+                for item in due:
+                    await self._attempt(item)
+                    attempts += 1
+        return attempts
+
+    def _due(self, everything: bool) -> list[Delivery]:
+        now = self._sb.clock.now()
+        return [
+            item
+            for item in self.items
+            if item.status == "pending" and not item.held and (everything or item.due <= now)
+        ]
+
+    async def _attempt(self, item: Delivery) -> None:
+        sb = self._sb
+        endpoint = sb.store.find(item.endpoint_id)
+        event = sb.store.find(item.event_id)
+        if endpoint is None or event is None:
+            item.status, item.last_error = "failed", "endpoint deleted"
+            return
+        copies = 1
+        if not item.faulted:
+            item.faulted = True
+            fault = sb.faults.for_delivery(item.endpoint_id, item.event_type)
+            if fault is not None and fault.kind == "drop":
+                item.status, item.last_error = "dropped", f"fault {fault.id}"
+                return
+            if fault is not None and fault.kind == "delay":
+                item.due = sb.clock.now() + (fault.seconds or 0.0)
+                return
+            if fault is not None and fault.kind == "reorder":
+                item.held = True
+                return
+            if fault is not None and fault.kind == "duplicate":
+                copies = 2
+        ok = False
+        for _ in range(copies):
+            ok = await self._post(item, endpoint, event) or ok
+        item.attempts += 1
+        for other in self.items:
+            if other.held and other.endpoint_id == item.endpoint_id and other is not item:
+                other.held = False
+        if ok:
+            item.status = "succeeded"
+            event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)
+        elif item.attempts >= sb.settings.delivery_max_attempts:
+            item.status = "failed"
+        else:
+            backoff = sb.settings.delivery_retry_base * 2 ** (item.attempts - 1)
+            item.due = sb.clock.now() + backoff
+
+    async def _post(self, item: Delivery, endpoint: Obj, event: Obj) -> bool:
+        secret = self._sb.private.endpoint_secrets[endpoint["id"]]
+        payload = json.dumps(event, indent=2).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            # Signed with real time: receivers check it against their own clock.
+            "Stripe-Signature": sign(secret, payload, int(time.time())),
+        }
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._sb.settings.delivery_timeout)
+        item.sent += 1
+        try:
+            response = await self._client.post(endpoint["url"], content=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            item.last_status, item.last_error = None, f"{type(exc).__name__}: {exc}"
+            return False
+        item.last_status = response.status_code
+        item.last_error = None if response.is_success else response.text[:200]
+        return response.is_success

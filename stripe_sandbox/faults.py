@@ -1,0 +1,124 @@
+"""Injected faults: what goes wrong with webhook deliveries and API calls, on request."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .ids import IdGenerator
+
+DELIVERY_KINDS = ("drop", "duplicate", "reorder", "delay")
+API_KINDS = ("rate_limit", "server_error", "hang")
+
+
+class FaultSpecError(ValueError):
+    """A fault asked for through the control surface makes no sense."""
+
+
+@dataclass
+class Fault:
+    """One armed fault.
+
+    It fires for exactly the next `count` matching calls (then disarms) or, with
+    `probability`, for each matching call with that chance until cleared.
+    """
+
+    id: str
+    kind: str
+    count: int | None = None
+    probability: float | None = None
+    seconds: float | None = None
+    # API faults: a path prefix such as "/v1/transfers"; execute=True runs the call first.
+    path: str | None = None
+    method: str | None = None
+    execute: bool = False
+    # Delivery faults: only for this endpoint and/or event types matching this pattern.
+    endpoint: str | None = None
+    event_type: str | None = None
+    fired: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Faults:
+    """The armed faults of one sandbox."""
+
+    def __init__(self, ids: IdGenerator) -> None:
+        self._ids = ids
+        self.delivery: list[Fault] = []
+        self.api: list[Fault] = []
+
+    def arm(self, target: str, spec: dict[str, Any]) -> Fault:
+        kinds = DELIVERY_KINDS if target == "deliveries" else API_KINDS
+        kind = spec.get("kind")
+        if kind not in kinds:
+            raise FaultSpecError(f"kind must be one of {', '.join(kinds)}")
+        count = spec.get("count")
+        probability = spec.get("probability")
+        if (count is None) == (probability is None):
+            raise FaultSpecError("give exactly one of count or probability")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise FaultSpecError("count must be a positive integer")
+        if probability is not None and not (
+            isinstance(probability, int | float) and 0 < probability <= 1
+        ):
+            raise FaultSpecError("probability must be in (0, 1]")
+        seconds = spec.get("seconds")
+        if seconds is not None and not (isinstance(seconds, int | float) and seconds >= 0):
+            raise FaultSpecError("seconds must be a non-negative number")
+        if kind == "delay" and seconds is None:
+            raise FaultSpecError("a delay needs seconds")
+        fault = Fault(
+            id=self._ids.new("fault", 12),
+            kind=str(kind),
+            count=count,
+            probability=None if probability is None else float(probability),
+            seconds=None if seconds is None else float(seconds),
+            path=spec.get("path"),
+            method=(spec.get("method") or "").upper() or None,
+            execute=bool(spec.get("execute", False)),
+            endpoint=spec.get("endpoint"),
+            event_type=spec.get("event_type"),
+        )
+        (self.delivery if target == "deliveries" else self.api).append(fault)
+        return fault
+
+    def clear(self) -> None:
+        self.delivery.clear()
+        self.api.clear()
+
+    def for_api(self, method: str, path: str) -> Fault | None:
+        return self._pick(
+            self.api,
+            lambda f: (
+                (f.path is None or path.startswith(f.path))
+                and (f.method is None or f.method == method)
+            ),
+        )
+
+    def for_delivery(self, endpoint_id: str, event_type: str) -> Fault | None:
+        return self._pick(
+            self.delivery,
+            lambda f: (
+                (f.endpoint is None or f.endpoint == endpoint_id)
+                and (f.event_type is None or fnmatch.fnmatchcase(event_type, f.event_type))
+            ),
+        )
+
+    def _pick(self, faults: list[Fault], matches: Any) -> Fault | None:
+        for fault in list(faults):
+            if not matches(fault):
+                continue
+            if fault.count is not None:
+                fault.count -= 1
+                fault.fired += 1
+                if fault.count == 0:
+                    faults.remove(fault)
+                return fault
+            assert fault.probability is not None
+            if self._ids.random() < fault.probability:
+                fault.fired += 1
+                return fault
+        return None

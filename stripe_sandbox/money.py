@@ -1,0 +1,136 @@
+"""Balance transactions, the platform balance, and Stripe's US card fee."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .state import Sandbox
+
+Obj = dict[str, Any]
+
+DAY = 86_400
+
+REPORTING_CATEGORY = {
+    "charge": "charge",
+    "payment": "charge",
+    "refund": "refund",
+    "refund_failure": "refund_failure",
+    "transfer": "transfer",
+    "transfer_refund": "transfer_reversal",
+    "payout": "payout",
+    "adjustment": "other_adjustment",
+}
+
+
+def card_fee(amount: int) -> int:
+    """2.9% + 30 cents, rounded half up to the cent."""
+    return (amount * 29 + 500) // 1000 + 30
+
+
+def available_on_for_charge(created: int, days: int) -> int:
+    return (created // DAY + days) * DAY
+
+
+def add_transaction(
+    sb: Sandbox,
+    *,
+    type_: str,
+    amount: int,
+    currency: str,
+    source: str | None,
+    description: str | None = None,
+    fee: int = 0,
+    available_on: int | None = None,
+) -> Obj:
+    """Record a movement of the platform balance and return its balance transaction."""
+    now = sb.clock.timestamp()
+    on = now if available_on is None else available_on
+    txn: Obj = {
+        "id": sb.ids.new("txn"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": on,
+        "balance_type": "payments",
+        "created": now,
+        "currency": currency,
+        "description": description,
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": (
+            [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": currency,
+                    "description": "Stripe processing fees",
+                    "type": "stripe_fee",
+                }
+            ]
+            if fee
+            else []
+        ),
+        "net": amount - fee,
+        "reporting_category": REPORTING_CATEGORY.get(type_, "other_adjustment"),
+        "source": source,
+        "status": "available" if on <= now else "pending",
+        "type": type_,
+    }
+    sb.store.add(txn)
+    if txn["status"] == "pending":
+        sb.pending_transactions.append(txn["id"])
+    elif txn["net"] > 0:
+        announce_available(sb)
+    return txn
+
+
+def totals(sb: Sandbox) -> dict[str, dict[str, int]]:
+    """Per currency: available and pending sums of `net`."""
+    result: dict[str, dict[str, int]] = {"usd": {"available": 0, "pending": 0}}
+    for txn in sb.store.newest_first("balance_transaction"):
+        bucket = result.setdefault(txn["currency"], {"available": 0, "pending": 0})
+        bucket[txn["status"]] += txn["net"]
+    return result
+
+
+def available(sb: Sandbox, currency: str) -> int:
+    return totals(sb).get(currency, {"available": 0})["available"]
+
+
+def balance_object(sb: Sandbox) -> Obj:
+    sums = totals(sb)
+    return {
+        "object": "balance",
+        "available": [
+            {"amount": v["available"], "currency": c, "source_types": {"card": v["available"]}}
+            for c, v in sums.items()
+        ],
+        "connect_reserved": [{"amount": 0, "currency": c} for c in sums],
+        "livemode": False,
+        "pending": [
+            {"amount": v["pending"], "currency": c, "source_types": {"card": v["pending"]}}
+            for c, v in sums.items()
+        ],
+    }
+
+
+def announce_available(sb: Sandbox) -> None:
+    sb.emit("balance.available", balance_object(sb))
+
+
+def settle(sb: Sandbox) -> bool:
+    """Move pending transactions whose `available_on` has passed to available."""
+    now = sb.clock.timestamp()
+    still: list[str] = []
+    moved = False
+    for txn_id in sb.pending_transactions:
+        txn = sb.store.get("balance_transaction", txn_id)
+        if txn["available_on"] <= now:
+            txn["status"] = "available"
+            moved = True
+        else:
+            still.append(txn_id)
+    sb.pending_transactions = still
+    if moved:
+        announce_available(sb)
+    return moved

@@ -1,0 +1,388 @@
+"""PaymentIntents: create, confirm with a test card, retrieve, list, update, cancel."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from . import money
+from .cards import resolve
+from .charges import DECLINE_MESSAGES, new_charge
+from .errors import StripeError, invalid_request, missing
+from .forms import (
+    Params,
+    check_known,
+    get_bool,
+    get_dict,
+    get_int,
+    get_list,
+    get_str,
+    metadata_update,
+    require_str,
+)
+from .state import Sandbox
+from .store import paginate
+
+if TYPE_CHECKING:
+    from .api import Call
+
+Obj = dict[str, Any]
+
+CURRENCIES = frozenset({"usd", "eur", "gbp", "cad", "aud", "jpy", "chf", "sek", "nok", "dkk"})
+# Stripe's minimum charge amounts, in minor units.
+MINIMUMS = {"usd": 50, "eur": 50, "gbp": 30, "cad": 50, "aud": 50, "jpy": 50, "chf": 50}
+
+CREATE_PARAMS = {
+    "amount",
+    "amount_details",
+    "application_fee_amount",
+    "automatic_payment_methods",
+    "capture_method",
+    "confirm",
+    "confirmation_method",
+    "confirmation_token",
+    "currency",
+    "customer",
+    "customer_account",
+    "description",
+    "error_on_requires_action",
+    "excluded_payment_method_types",
+    "hooks",
+    "mandate",
+    "mandate_data",
+    "off_session",
+    "on_behalf_of",
+    "payment_details",
+    "payment_method",
+    "payment_method_configuration",
+    "payment_method_data",
+    "payment_method_options",
+    "payment_method_types",
+    "radar_options",
+    "receipt_email",
+    "return_url",
+    "setup_future_usage",
+    "shipping",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_data",
+    "transfer_group",
+    "use_stripe_sdk",
+    "metadata",
+    "allowed_payment_method_types",
+}
+CONFIRM_PARAMS = {
+    "allowed_payment_method_types",
+    "amount_details",
+    "amount_to_confirm",
+    "capture_method",
+    "confirmation_token",
+    "error_on_requires_action",
+    "excluded_payment_method_types",
+    "hooks",
+    "mandate",
+    "mandate_data",
+    "off_session",
+    "payment_details",
+    "payment_method",
+    "payment_method_data",
+    "payment_method_options",
+    "payment_method_types",
+    "radar_options",
+    "receipt_email",
+    "return_url",
+    "setup_future_usage",
+    "shipping",
+    "use_stripe_sdk",
+}
+UNSUPPORTED = ("application_fee_amount", "transfer_data", "on_behalf_of", "confirmation_token")
+
+REDIRECT_MESSAGE = (
+    "This PaymentIntent is configured to accept payment methods enabled in your Dashboard, "
+    "some of which may require a full page redirect to succeed. If you do not want to accept "
+    "redirect-based payment methods, set `automatic_payment_methods[enabled]` to `true` and "
+    "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and "
+    "Payment Intents."
+)
+
+
+def _currency(params: Params) -> str:
+    currency = require_str(params, "currency").lower()
+    if currency not in CURRENCIES:
+        raise invalid_request(f"Invalid currency: {currency}.", param="currency")
+    return currency
+
+
+def create_intent(sb: Sandbox, call: Call) -> Obj:
+    params = call.params
+    check_known(params, CREATE_PARAMS)
+    for name in UNSUPPORTED:
+        if name in params:
+            raise invalid_request(f"The sandbox does not support `{name}`.", param=name)
+    amount = get_int(params, "amount", required=True)
+    assert amount is not None
+    currency = _currency(params)
+    minimum = MINIMUMS.get(currency, 1)
+    if amount < minimum:
+        raise invalid_request(
+            f"Amount must be at least {minimum} {currency} minor units.",
+            param="amount",
+            code="amount_too_small",
+        )
+    if amount > 99_999_999:
+        raise invalid_request(
+            "Amount must be no more than $999,999.99", param="amount", code="amount_too_large"
+        )
+    capture_method = get_str(params, "capture_method") or "automatic_async"
+    if capture_method == "manual":
+        raise invalid_request(
+            "The sandbox does not support capture_method=manual.", param="capture_method"
+        )
+    customer = get_str(params, "customer")
+    if customer:
+        raise missing("customer", customer, param="customer")
+    types = get_list(params, "payment_method_types")
+    automatic = get_dict(params, "automatic_payment_methods")
+    if types and automatic:
+        raise invalid_request(
+            "You may only specify one of these parameters: automatic_payment_methods, "
+            "payment_method_types.",
+            param="automatic_payment_methods",
+        )
+    automatic_obj = None
+    if not types:
+        automatic_obj = {
+            "allow_redirects": get_str(automatic, "allow_redirects") or "always",
+            "enabled": get_bool(automatic, "enabled", True),
+        }
+    intent_id = sb.ids.new("pi")
+    intent: Obj = {
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": 0,
+        "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": automatic_obj,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": capture_method,
+        "client_secret": f"{intent_id}_secret_{sb.ids.token(25)}",
+        "confirmation_method": get_str(params, "confirmation_method") or "automatic",
+        "created": sb.clock.timestamp(),
+        "currency": currency,
+        "customer": None,
+        "description": get_str(params, "description"),
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "metadata": metadata_update({}, params),
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {
+                "installments": None,
+                "mandate_options": None,
+                "network": None,
+                "request_three_d_secure": "automatic",
+            }
+        },
+        "payment_method_types": types or ["card"],
+        "processing": None,
+        "receipt_email": get_str(params, "receipt_email"),
+        "review": None,
+        "setup_future_usage": get_str(params, "setup_future_usage"),
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": get_str(params, "statement_descriptor"),
+        "statement_descriptor_suffix": get_str(params, "statement_descriptor_suffix"),
+        "status": "requires_payment_method",
+        "transfer_data": None,
+        "transfer_group": get_str(params, "transfer_group"),
+    }
+    payment_method = get_str(params, "payment_method")
+    if payment_method:
+        intent["payment_method"], _ = resolve(sb, payment_method)
+        intent["status"] = "requires_confirmation"
+    sb.private.return_urls[intent_id] = get_str(params, "return_url") or ""
+    sb.store.add(intent)
+    sb.emit("payment_intent.created", intent)
+    if get_bool(params, "confirm"):
+        return _confirm(sb, intent, params)
+    if get_str(params, "return_url"):
+        raise invalid_request(
+            "You can only provide `return_url` when `confirm` is true.", param="return_url"
+        )
+    return intent
+
+
+def confirm_intent(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, CONFIRM_PARAMS)
+    intent = sb.store.get("payment_intent", call.path["id"])
+    if get_str(call.params, "return_url"):
+        sb.private.return_urls[intent["id"]] = get_str(call.params, "return_url") or ""
+    return _confirm(sb, intent, call.params)
+
+
+def _unexpected_state(intent: Obj, action: str) -> StripeError:
+    return StripeError(
+        400,
+        "invalid_request_error",
+        f"You cannot {action} this PaymentIntent because it has a status of {intent['status']}.",
+        code="payment_intent_unexpected_state",
+        extra={"payment_intent": copy.deepcopy(intent)},
+    )
+
+
+def _confirm(sb: Sandbox, intent: Obj, params: Params) -> Obj:
+    if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
+        raise _unexpected_state(intent, "confirm")
+    payment_method = get_str(params, "payment_method")
+    if payment_method:
+        intent["payment_method"], _ = resolve(sb, payment_method)
+    if not intent["payment_method"]:
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            "You cannot confirm this PaymentIntent because it's missing a payment method. To "
+            "confirm the PaymentIntent with cus_XXX, specify a payment method attached to this "
+            "customer along with the customer ID.",
+            code="payment_intent_unexpected_state",
+            extra={"payment_intent": copy.deepcopy(intent)},
+        )
+    automatic = intent["automatic_payment_methods"]
+    if (
+        automatic
+        and automatic["enabled"]
+        and automatic["allow_redirects"] != "never"
+        and not sb.private.return_urls.get(intent["id"])
+    ):
+        raise invalid_request(REDIRECT_MESSAGE)
+    pm_id, card = resolve(sb, intent["payment_method"])
+    charge = new_charge(sb, intent, pm_id, card)
+    intent["latest_charge"] = charge["id"]
+    if card.decline_code is not None:
+        return _decline(sb, intent, charge, pm_id, card.decline_code)
+    now = sb.clock.timestamp()
+    available_on = (
+        now
+        if card.bypass_pending
+        else money.available_on_for_charge(now, sb.settings.available_after_days)
+    )
+    txn = money.add_transaction(
+        sb,
+        type_="charge",
+        amount=charge["amount"],
+        currency=charge["currency"],
+        source=charge["id"],
+        description=intent["description"],
+        fee=money.card_fee(charge["amount"]),
+        available_on=available_on,
+    )
+    charge["balance_transaction"] = txn["id"]
+    intent.update(status="succeeded", amount_received=intent["amount"])
+    sb.emit("charge.succeeded", charge)
+    sb.emit("payment_intent.succeeded", intent)
+    return intent
+
+
+def _decline(sb: Sandbox, intent: Obj, charge: Obj, pm_id: str, decline_code: str) -> Obj:
+    message = DECLINE_MESSAGES.get(decline_code, "Your card was declined.")
+    error: Obj = {
+        "charge": charge["id"],
+        "code": "card_declined",
+        "decline_code": decline_code,
+        "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+        "message": message,
+        "payment_method": {"id": pm_id, "object": "payment_method", "type": "card"},
+        "type": "card_error",
+    }
+    intent.update(status="requires_payment_method", last_payment_error=error, payment_method=None)
+    sb.emit("charge.failed", charge)
+    sb.emit("payment_intent.payment_failed", intent)
+    raise StripeError(
+        402,
+        "card_error",
+        message,
+        code="card_declined",
+        extra={
+            "charge": charge["id"],
+            "decline_code": decline_code,
+            "payment_intent": copy.deepcopy(intent),
+            "payment_method": error["payment_method"],
+        },
+    )
+
+
+def retrieve_intent(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, {"client_secret"})
+    return sb.store.get("payment_intent", call.path["id"])
+
+
+def list_intents(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, {"created", "customer", "ending_before", "limit", "starting_after"})
+    return paginate(sb.store.newest_first("payment_intent"), call.params, "/v1/payment_intents")
+
+
+def update_intent(sb: Sandbox, call: Call) -> Obj:
+    params = call.params
+    check_known(
+        params,
+        {
+            "amount",
+            "currency",
+            "description",
+            "metadata",
+            "payment_method",
+            "receipt_email",
+            "statement_descriptor",
+            "statement_descriptor_suffix",
+            "transfer_group",
+        },
+    )
+    intent = sb.store.get("payment_intent", call.path["id"])
+    intent["metadata"] = metadata_update(intent["metadata"], params)
+    for name in ("description", "receipt_email", "statement_descriptor", "transfer_group"):
+        if name in params:
+            intent[name] = get_str(params, name) or None
+    if intent["status"] in ("succeeded", "canceled") and (
+        "amount" in params or "payment_method" in params
+    ):
+        raise _unexpected_state(intent, "update")
+    if "amount" in params:
+        intent["amount"] = get_int(params, "amount")
+    if get_str(params, "payment_method"):
+        intent["payment_method"], _ = resolve(sb, require_str(params, "payment_method"))
+        intent["status"] = "requires_confirmation"
+    return intent
+
+
+def cancel_intent(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, {"cancellation_reason"})
+    intent = sb.store.get("payment_intent", call.path["id"])
+    if intent["status"] in ("succeeded", "canceled"):
+        raise _unexpected_state(intent, "cancel")
+    reason = get_str(call.params, "cancellation_reason")
+    allowed = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+    if reason is not None and reason not in allowed:
+        raise invalid_request(
+            f"Invalid cancellation_reason: must be one of {', '.join(allowed)}",
+            param="cancellation_reason",
+        )
+    intent.update(status="canceled", canceled_at=sb.clock.timestamp(), cancellation_reason=reason)
+    sb.emit("payment_intent.canceled", intent)
+    return intent
+
+
+ROUTES = [
+    ("POST", "/v1/payment_intents", create_intent),
+    ("GET", "/v1/payment_intents", list_intents),
+    ("GET", "/v1/payment_intents/{id}", retrieve_intent),
+    ("POST", "/v1/payment_intents/{id}", update_intent),
+    ("POST", "/v1/payment_intents/{id}/confirm", confirm_intent),
+    ("POST", "/v1/payment_intents/{id}/cancel", cancel_intent),
+]

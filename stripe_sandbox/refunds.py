@@ -1,0 +1,277 @@
+"""Refunds: create (by PaymentIntent or charge), retrieve, list, update, cancel.
+
+A refund spends the platform's available balance. Without enough, it waits as `pending`
+(`pending_reason: insufficient_funds`) and succeeds once funds become available. A refund of
+the refund-fail card succeeds first and fails a little later, returning its amount with a
+`refund_failure` balance transaction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import money
+from .errors import StripeError, invalid_request
+from .forms import Params, check_known, get_int, get_str, metadata_update
+from .state import Sandbox
+from .store import paginate
+
+if TYPE_CHECKING:
+    from .api import Call
+
+Obj = dict[str, Any]
+
+REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+CREATE_PARAMS = {
+    "amount",
+    "charge",
+    "currency",
+    "customer",
+    "instructions_email",
+    "metadata",
+    "origin",
+    "payment_intent",
+    "reason",
+    "refund_application_fee",
+    "reverse_transfer",
+}
+
+
+def _dollars(amount: int) -> str:
+    return f"${amount / 100:,.2f}"
+
+
+def refund_charge(sb: Sandbox, params: Params) -> Obj:
+    """Create a refund from API-style parameters (used by the API and the Dashboard)."""
+    charge = _target_charge(sb, params)
+    remaining = charge["amount"] - charge["amount_refunded"]
+    if remaining <= 0:
+        raise invalid_request(
+            f"Charge {charge['id']} has already been refunded.",
+            code="charge_already_refunded",
+        )
+    amount = get_int(params, "amount")
+    if amount is None:
+        amount = remaining
+    if amount <= 0:
+        raise invalid_request("Invalid positive integer", param="amount")
+    if amount > remaining:
+        raise invalid_request(
+            f"Refund amount ({_dollars(amount)}) is greater than unrefunded amount on charge "
+            f"({_dollars(remaining)})",
+            param="amount",
+            code="amount_too_large",
+        )
+    reason = get_str(params, "reason")
+    if reason is not None and reason not in REASONS:
+        raise invalid_request(
+            f"Invalid reason: must be one of {', '.join(REASONS)}", param="reason"
+        )
+    refund: Obj = {
+        "id": sb.ids.new("re"),
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": None,
+        "charge": charge["id"],
+        "created": sb.clock.timestamp(),
+        "currency": charge["currency"],
+        "destination_details": {
+            "card": {
+                "reference": None,
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
+            "type": "card",
+        },
+        "metadata": metadata_update({}, params),
+        "payment_intent": charge["payment_intent"],
+        "reason": reason,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
+        "status": "pending",
+        "pending_reason": "insufficient_funds",
+        "transfer_reversal": None,
+    }
+    sb.store.add(refund)
+    previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+    charge["amount_refunded"] += amount
+    charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+    queued = [r for r in sb.private.refund_queue if r["currency"] == refund["currency"]]
+    if not queued and money.available(sb, refund["currency"]) >= amount:
+        _take_funds(sb, refund)
+    else:
+        sb.private.refund_queue.append(refund)
+    sb.emit("refund.created", refund)
+    sb.emit("charge.refunded", charge, previous=previous)
+    return refund
+
+
+def _target_charge(sb: Sandbox, params: Params) -> Obj:
+    charge_id = get_str(params, "charge")
+    intent_id = get_str(params, "payment_intent")
+    if not charge_id and not intent_id:
+        raise invalid_request(
+            "One of the following params should be provided for this request: "
+            "payment_intent or charge."
+        )
+    if intent_id:
+        intent = sb.store.get("payment_intent", intent_id, param="payment_intent")
+        latest = intent["latest_charge"]
+        if intent["status"] != "succeeded" or latest is None:
+            raise invalid_request(
+                f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                param="payment_intent",
+            )
+        if charge_id and charge_id != latest:
+            raise invalid_request(
+                f"The charge {charge_id} does not belong to PaymentIntent {intent_id}.",
+                param="charge",
+            )
+        charge_id = latest
+    assert charge_id is not None
+    charge = sb.store.get("charge", charge_id, param="charge")
+    if charge["status"] != "succeeded":
+        raise invalid_request(
+            f"Charge {charge_id} has a status of {charge['status']} and cannot be refunded.",
+            param="charge",
+        )
+    return charge
+
+
+def _take_funds(sb: Sandbox, refund: Obj) -> None:
+    txn = money.add_transaction(
+        sb,
+        type_="refund",
+        amount=-refund["amount"],
+        currency=refund["currency"],
+        source=refund["id"],
+        description="REFUND FOR CHARGE",
+    )
+    refund["balance_transaction"] = txn["id"]
+    refund["status"] = "succeeded"
+    refund.pop("pending_reason", None)
+    refund["destination_details"]["card"]["reference_status"] = "available"
+    refund["destination_details"]["card"]["reference"] = sb.ids.token(23)
+    card = sb.private.charge_cards.get(refund["charge"])
+    if card is not None and card.refund_fails:
+        sb.schedule(
+            sb.clock.now() + sb.settings.refund_failure_delay, lambda: _fail(sb, refund["id"])
+        )
+
+
+def process_queue(sb: Sandbox) -> None:
+    """Pay refunds waiting for funds, oldest first, while the available balance covers them."""
+    waiting: list[Obj] = []
+    blocked: set[str] = set()
+    for refund in sb.private.refund_queue:
+        if refund["status"] != "pending":
+            continue
+        currency = refund["currency"]
+        if currency in blocked or money.available(sb, currency) < refund["amount"]:
+            blocked.add(currency)
+            waiting.append(refund)
+            continue
+        _take_funds(sb, refund)
+        previous = {"status": "pending", "balance_transaction": None}
+        sb.emit("refund.updated", refund, previous=previous)
+        sb.emit("charge.refund.updated", refund, previous=previous)
+    sb.private.refund_queue = waiting
+
+
+def _fail(sb: Sandbox, refund_id: str) -> None:
+    refund = sb.store.get("refund", refund_id)
+    if refund["status"] != "succeeded":
+        return
+    txn = money.add_transaction(
+        sb,
+        type_="refund_failure",
+        amount=refund["amount"],
+        currency=refund["currency"],
+        source=refund["id"],
+        description="REFUND FAILURE",
+    )
+    refund.update(
+        status="failed",
+        failure_reason="expired_or_canceled_card",
+        failure_balance_transaction=txn["id"],
+    )
+    _give_back(sb, refund)
+    previous = {"status": "succeeded"}
+    sb.emit("refund.updated", refund, previous=previous)
+    sb.emit("charge.refund.updated", refund, previous=previous)
+    sb.emit("refund.failed", refund)
+
+
+def _give_back(sb: Sandbox, refund: Obj) -> None:
+    charge = sb.store.get("charge", refund["charge"])
+    charge["amount_refunded"] -= refund["amount"]
+    charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+
+
+def create_refund(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, CREATE_PARAMS)
+    for name in ("customer", "origin", "instructions_email", "reverse_transfer"):
+        if name in call.params:
+            raise invalid_request(f"The sandbox does not support `{name}`.", param=name)
+    return refund_charge(sb, call.params)
+
+
+def retrieve_refund(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, set())
+    return sb.store.get("refund", call.path["id"])
+
+
+def list_refunds(sb: Sandbox, call: Call) -> Obj:
+    params = call.params
+    check_known(
+        params, {"charge", "created", "ending_before", "limit", "payment_intent", "starting_after"}
+    )
+    rows = sb.store.newest_first("refund")
+    for name in ("charge", "payment_intent"):
+        wanted = get_str(params, name)
+        if wanted is not None:
+            rows = [r for r in rows if r[name] == wanted]
+    return paginate(rows, params, "/v1/refunds")
+
+
+def update_refund(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, {"metadata"})
+    refund = sb.store.get("refund", call.path["id"])
+    metadata = metadata_update(refund["metadata"] or {}, call.params)
+    if metadata != refund["metadata"]:
+        previous = {"metadata": refund["metadata"]}
+        refund["metadata"] = metadata
+        sb.emit("refund.updated", refund, previous=previous)
+        sb.emit("charge.refund.updated", refund, previous=previous)
+    return refund
+
+
+def cancel_refund(sb: Sandbox, call: Call) -> Obj:
+    check_known(call.params, set())
+    refund = sb.store.get("refund", call.path["id"])
+    if refund["status"] not in ("pending", "requires_action"):
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            f"Refund {refund['id']} cannot be canceled because it has a status of "
+            f"{refund['status']}. Only refunds with a status of `requires_action` can be "
+            "canceled.",
+        )
+    previous = {"status": refund["status"]}
+    refund["status"] = "canceled"
+    refund.pop("pending_reason", None)
+    sb.private.refund_queue = [r for r in sb.private.refund_queue if r["id"] != refund["id"]]
+    _give_back(sb, refund)
+    sb.emit("refund.updated", refund, previous=previous)
+    sb.emit("charge.refund.updated", refund, previous=previous)
+    return refund
+
+
+ROUTES = [
+    ("POST", "/v1/refunds", create_refund),
+    ("GET", "/v1/refunds", list_refunds),
+    ("GET", "/v1/refunds/{id}", retrieve_refund),
+    ("POST", "/v1/refunds/{id}", update_refund),
+    ("POST", "/v1/refunds/{id}/cancel", cancel_refund),
+]

@@ -1,0 +1,160 @@
+"""In-memory objects by id and by kind, list objects with cursors, and `expand`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import invalid_request, missing
+from .forms import Params, get_dict, get_int, get_list
+
+Obj = dict[str, Any]
+
+# Stripe's wording in "No such ..." messages.
+KIND_NAMES = {
+    "payment_intent": "payment_intent",
+    "charge": "charge",
+    "refund": "refund",
+    "transfer": "transfer",
+    "transfer_reversal": "transfer_reversal",
+    "balance_transaction": "balance transaction",
+    "account": "account",
+    "event": "event",
+    "webhook_endpoint": "webhook endpoint",
+    "payout": "payout",
+}
+
+
+class Store:
+    """Every object the sandbox has made, kept as the JSON Stripe would send."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, Obj] = {}
+        self._order: dict[str, list[str]] = {}
+
+    def add(self, obj: Obj) -> Obj:
+        self._objects[obj["id"]] = obj
+        self._order.setdefault(obj["object"], []).append(obj["id"])
+        return obj
+
+    def find(self, object_id: str) -> Obj | None:
+        return self._objects.get(object_id)
+
+    def get(self, kind: str, object_id: str, *, param: str | None = None) -> Obj:
+        obj = self._objects.get(object_id)
+        if obj is None or obj["object"] != kind:
+            raise missing(KIND_NAMES.get(kind, kind), object_id, param=param)
+        return obj
+
+    def remove(self, object_id: str) -> None:
+        obj = self._objects.pop(object_id, None)
+        if obj is not None:
+            self._order[obj["object"]].remove(object_id)
+
+    def newest_first(self, kind: str) -> list[Obj]:
+        return [self._objects[i] for i in reversed(self._order.get(kind, []))]
+
+    def count(self, kind: str) -> int:
+        return len(self._order.get(kind, []))
+
+
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+
+
+def created_filter(params: Params) -> Callable[[Obj], bool]:
+    """`created=<ts>` or `created[gt|gte|lt|lte]=<ts>`."""
+    raw = params.get("created")
+    if raw is None:
+        return lambda _obj: True
+    if isinstance(raw, str):
+        exact = get_int(params, "created")
+        return lambda obj: obj["created"] == exact
+    bounds = get_dict(params, "created")
+    checks: list[tuple[str, int]] = []
+    for op in bounds:
+        ts = get_int(bounds, op)
+        assert ts is not None
+        if op not in _COMPARE:
+            raise invalid_request(
+                f"Received unknown parameter: created[{op}]",
+                param=f"created[{op}]",
+                code="parameter_unknown",
+            )
+        checks.append((op, ts))
+    return lambda obj: all(_COMPARE[op](obj["created"], ts) for op, ts in checks)
+
+
+def paginate(items: Iterable[Obj], params: Params, url: str) -> Obj:
+    """A Stripe list object over `items`, which must already be newest first."""
+    limit = get_int(params, "limit")
+    if limit is None:
+        limit = 10
+    if not 1 <= limit <= 100:
+        raise invalid_request(
+            "This value must be greater than or equal to 1 and less than or equal to 100.",
+            param="limit",
+        )
+    keep = created_filter(params)
+    rows = [obj for obj in items if keep(obj)]
+    after = params.get("starting_after")
+    before = params.get("ending_before")
+    if after and before:
+        raise invalid_request(
+            "You may only specify one of these parameters: ending_before, starting_after.",
+            param="ending_before",
+        )
+    if after:
+        index = _index_of(rows, after, "starting_after")
+        page = rows[index + 1 : index + 1 + limit]
+        has_more = index + 1 + limit < len(rows)
+    elif before:
+        index = _index_of(rows, before, "ending_before")
+        start = max(0, index - limit)
+        page = rows[start:index]
+        has_more = start > 0
+    else:
+        page = rows[:limit]
+        has_more = limit < len(rows)
+    return {"object": "list", "data": page, "has_more": has_more, "url": url}
+
+
+def _index_of(rows: list[Obj], object_id: Any, param: str) -> int:
+    for index, obj in enumerate(rows):
+        if obj["id"] == object_id:
+            return index
+    raise invalid_request(f"No such object: '{object_id}'", param=param, code="resource_missing")
+
+
+def expand(store: Store, body: Obj, params: Params) -> Obj:
+    """Return a copy of `body` with the `expand[]` paths replaced by the objects they name."""
+    paths = get_list(params, "expand")
+    result = copy.deepcopy(body)
+    for path in paths:
+        _expand_path(store, result, path.split("."), path)
+    return result
+
+
+def _expand_path(store: Store, node: Any, parts: list[str], full: str) -> None:
+    if not parts or not isinstance(node, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "data" and node.get("object") == "list":
+        for item in node["data"]:
+            _expand_path(store, item, rest, full)
+        return
+    if head not in node:
+        raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
+    value = node[head]
+    if isinstance(value, str):
+        target = store.find(value)
+        if target is None:
+            raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
+        node[head] = copy.deepcopy(target)
+        value = node[head]
+    _expand_path(store, value, rest, full)
