@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 # Integer on SQLite so the id is the rowid (autoincrementing); BIGINT identity elsewhere.
@@ -184,4 +185,65 @@ account_balances = Table(
     Column("debits", Amount, nullable=False),
     Column("credits", Amount, nullable=False),
     CheckConstraint("debits >= 0 AND credits >= 0", "totals_non_negative"),
+)
+
+# Every webhook, stored before it is acknowledged. The Stripe event id is unique, so a
+# duplicate delivery inserts nothing. Life: received -> processing -> done | failed -> dead;
+# `ignored` for events that are not ours to apply (other mode, foreign).
+inbox_events = Table(
+    "inbox_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("stripe_event_id", String(255), nullable=False, unique=True),
+    Column("endpoint", String(16), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("livemode", Boolean, nullable=False),
+    Column("account", String(64)),
+    Column("stripe_created", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime()),
+    Column("last_error", Text),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("processed_at", UTCDateTime()),
+    CheckConstraint("endpoint IN ('platform', 'connect')", "endpoint_known"),
+    CheckConstraint(
+        "status IN ('received', 'processing', 'done', 'failed', 'dead', 'ignored')",
+        "status_known",
+    ),
+    Index("ix_inbox_events_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+# Differences between the ledger and Stripe that a person may need to look at.
+discrepancies = Table(
+    "discrepancies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(48), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(255), nullable=False),
+    Column("merchant_id", Id, ForeignKey("merchants.id")),
+    Column("ledger_value", JSON),
+    Column("stripe_value", JSON),
+    Column("detail", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detected_by", String(64), nullable=False),
+    Column("resolved_by", String(100)),
+    Column("resolution", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime()),
+    CheckConstraint("status IN ('open', 'resolved', 'dismissed')", "status_known"),
+    # At most one open discrepancy per kind and object: seeing it again is not news.
+    Index(
+        "uq_discrepancies_open_object",
+        "kind",
+        "object_type",
+        "object_id",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
 )
