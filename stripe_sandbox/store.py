@@ -157,4 +157,6 @@ def _expand_path(store: Store, node: Any, parts: list[str], full: str) -> None:
             raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
         node[head] = copy.deepcopy(target)
         value = node[head]
+    elif value is not None and not isinstance(value, dict):
+        raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
     _expand_path(store, value, rest, full)
