@@ -1,0 +1,62 @@
+"""/v1/events: filters, retrieval, retention, and determinism of a seeded sandbox."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from stripe_sandbox import SandboxClock, run_sandbox_sync
+
+from .factories import API_KEY, START, Control, pay
+
+
+def test_events_list_filters_by_types_and_retrieve(client: stripe.StripeClient) -> None:
+    intent = pay(client, 1_000, "pm_card_bypassPending")
+    client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 100})
+    types = [e.type for e in client.v1.events.list(params={"limit": 100}).data]
+    assert types == [
+        "charge.refunded",
+        "refund.created",
+        "payment_intent.succeeded",
+        "charge.succeeded",
+        "balance.available",
+        "payment_intent.created",
+    ]
+    chosen = client.v1.events.list(params={"types": ["refund.created", "charge.succeeded"]})
+    assert [e.type for e in chosen.data] == ["refund.created", "charge.succeeded"]
+    wildcard = client.v1.events.list(params={"type": "charge.*"})
+    assert [e.type for e in wildcard.data] == ["charge.refunded", "charge.succeeded"]
+    event = client.v1.events.retrieve(chosen.data[0].id)
+    assert event.data.object["object"] == "refund"
+    assert event.request is not None and str(event.request.id).startswith("req_")
+    assert event.api_version and event.livemode is False
+
+
+def test_events_older_than_30_days_are_gone(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    old = client.v1.payment_intents.create(params={"amount": 1_000, "currency": "usd"})
+    [event] = client.v1.events.list().data
+    control.advance(31 * 86_400)
+    assert client.v1.events.list().data == []
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.events.retrieve(event.id)
+    assert client.v1.payment_intents.retrieve(old.id).id == old.id
+
+
+def _run_scenario() -> list[str]:
+    with run_sandbox_sync(seed=42, clock=SandboxClock(START, frozen=True)) as running:
+        http_client = stripe.RequestsClient()
+        client = stripe.StripeClient(
+            API_KEY, base_addresses={"api": running.url}, http_client=http_client
+        )
+        intent = pay(client, 2_000)
+        account = client.v1.accounts.create(params={"type": "express"})
+        ids = [intent.id, str(intent.latest_charge), account.id]
+        ids += [e.id for e in client.v1.events.list().data]
+        http_client.close()
+        return ids
+
+
+def test_same_seed_gives_the_same_ids() -> None:
+    assert _run_scenario() == _run_scenario()
