@@ -176,7 +176,6 @@ def _requested_capabilities(params: Params) -> list[str]:
 
 def _settings() -> Obj:
     return {
-        "bacs_debit_payments": {"display_name": None, "service_user_number": None},
         "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
         "card_issuing": {"tos_acceptance": {"date": None, "ip": None}},
         "card_payments": {

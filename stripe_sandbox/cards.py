@@ -57,3 +57,48 @@ def method_details(card: Card) -> dict[str, object]:
         },
         "type": "card",
     }
+
+
+def payment_method_object(pm_id: str, card: Card, created: int) -> dict[str, object]:
+    """The `payment_method` Stripe embeds in card errors."""
+    details = method_details(card)["card"]
+    assert isinstance(details, dict)
+    return {
+        "id": pm_id,
+        "object": "payment_method",
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": None,
+            "name": None,
+            "phone": None,
+        },
+        "card": {
+            k: details[k]
+            for k in (
+                "brand",
+                "checks",
+                "country",
+                "exp_month",
+                "exp_year",
+                "fingerprint",
+                "funding",
+                "last4",
+                "networks",
+                "three_d_secure_usage",
+                "wallet",
+            )
+            if k in details
+        },
+        "created": created,
+        "customer": None,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+    }

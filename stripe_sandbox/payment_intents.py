@@ -6,7 +6,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from . import money
-from .cards import resolve
+from .cards import payment_method_object, resolve
 from .charges import DECLINE_MESSAGES, new_charge
 from .errors import StripeError, invalid_request, missing
 from .forms import (
@@ -298,7 +298,9 @@ def _decline(sb: Sandbox, intent: Obj, charge: Obj, pm_id: str, decline_code: st
         "decline_code": decline_code,
         "doc_url": "https://stripe.com/docs/error-codes/card-declined",
         "message": message,
-        "payment_method": {"id": pm_id, "object": "payment_method", "type": "card"},
+        "payment_method": payment_method_object(
+            pm_id, sb.private.payment_method_cards[pm_id], sb.clock.timestamp()
+        ),
         "type": "card_error",
     }
     intent.update(status="requires_payment_method", last_payment_error=error, payment_method=None)

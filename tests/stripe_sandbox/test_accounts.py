@@ -104,9 +104,7 @@ def test_expired_account_link_redirects_to_refresh_url(
 def test_account_link_needs_urls_and_a_known_type(client: stripe.StripeClient) -> None:
     account = client.v1.accounts.create(params={"type": "express"})
     with pytest.raises(stripe.InvalidRequestError) as missing:
-        client.v1.account_links.create(
-            params={"account": account.id, "type": "account_onboarding"}
-        )
+        client.v1.account_links.create(params={"account": account.id, "type": "account_onboarding"})
     assert missing.value.code == "parameter_missing"
     with pytest.raises(stripe.InvalidRequestError) as bad_type:
         client.v1.account_links.create(
@@ -134,7 +132,9 @@ def test_set_requirements_disables_payouts_and_blocks_transfers(
     assert blocked.requirements.currently_due == ["individual.verification.document"]
     assert blocked.requirements.disabled_reason == "requirements.past_due"
     with pytest.raises(stripe.InvalidRequestError) as refused:
-        client.v1.transfers.create(params={"amount": 1, "currency": "usd", "destination": account.id})
+        client.v1.transfers.create(
+            params={"amount": 1, "currency": "usd", "destination": account.id}
+        )
     assert refused.value.code == "insufficient_capabilities_for_transfer"
     control.post(f"/accounts/{account.id}/requirements", {"currently_due": []})
     assert client.v1.accounts.retrieve(account.id).payouts_enabled is True

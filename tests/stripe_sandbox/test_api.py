@@ -97,9 +97,7 @@ def test_idempotent_replay_returns_the_first_response_exactly(
     assert "same parameters" in str(mismatch.value.user_message)
 
 
-def test_idempotent_replay_includes_errors(
-    client: stripe.StripeClient, control: Control
-) -> None:
+def test_idempotent_replay_includes_errors(client: stripe.StripeClient, control: Control) -> None:
     account = client.v1.accounts.create(params={"type": "express"})
     control.onboard(account.id)
     params = {"amount": 500, "currency": "usd", "destination": account.id}
@@ -229,7 +227,9 @@ def test_hang_fault_times_out_the_client_and_a_retry_replays(
     impatient = stripe.StripeClient(
         API_KEY, base_addresses={"api": sandbox.url}, http_client=http_client, max_network_retries=0
     )
-    control.fault("api", kind="hang", count=1, seconds=1.0, execute=True, path="/v1/payment_intents")
+    control.fault(
+        "api", kind="hang", count=1, seconds=1.0, execute=True, path="/v1/payment_intents"
+    )
     with pytest.raises(stripe.APIConnectionError):
         impatient.v1.payment_intents.create(
             params={"amount": 1_000, "currency": "usd"}, options={"idempotency_key": "pay:9"}

@@ -32,9 +32,7 @@ def test_events_list_filters_by_types_and_retrieve(client: stripe.StripeClient) 
     assert event.api_version and event.livemode is False
 
 
-def test_events_older_than_30_days_are_gone(
-    client: stripe.StripeClient, control: Control
-) -> None:
+def test_events_older_than_30_days_are_gone(client: stripe.StripeClient, control: Control) -> None:
     old = client.v1.payment_intents.create(params={"amount": 1_000, "currency": "usd"})
     [event] = client.v1.events.list().data
     control.advance(31 * 86_400)

@@ -140,7 +140,9 @@ def test_transfer_needs_an_onboarded_existing_destination(
     assert (unknown.value.code, unknown.value.param) == ("resource_missing", "destination")
     fresh = client.v1.accounts.create(params={"type": "express", "country": "US"})
     with pytest.raises(stripe.InvalidRequestError) as not_ready:
-        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": fresh.id})
+        client.v1.transfers.create(
+            params={"amount": 100, "currency": "usd", "destination": fresh.id}
+        )
     assert not_ready.value.code == "insufficient_capabilities_for_transfer"
 
 

@@ -34,7 +34,9 @@ def test_deliveries_are_signed_and_verify_with_the_endpoint_secret(
         "payment_intent.created",
         "payment_intent.succeeded",
     ]
-    succeeded = next(r.event for r in receiver.received if r.event["type"].startswith("payment_intent.s"))
+    succeeded = next(
+        r.event for r in receiver.received if r.event["type"].startswith("payment_intent.s")
+    )
     assert succeeded["data"]["object"]["id"] == intent.id
     assert client.v1.events.list(params={"delivery_success": False}).data == []
     retrieved = client.v1.webhook_endpoints.retrieve(endpoint.id)
