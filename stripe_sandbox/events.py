@@ -6,6 +6,7 @@ import copy
 import fnmatch
 from typing import TYPE_CHECKING, Any
 
+from .errors import invalid_request, missing
 from .forms import Params, check_known, get_bool, get_list, get_str
 from .settings import API_VERSION
 from .store import paginate
@@ -73,8 +74,6 @@ def list_events(sb: Sandbox, call: Call) -> Obj:
     single = get_str(params, "type")
     types = get_list(params, "types")
     if single and types:
-        from .errors import invalid_request
-
         raise invalid_request("You cannot specify both `type` and `types`.", param="types")
     patterns = types or ([single] if single else [])
     if patterns:
@@ -90,8 +89,6 @@ def retrieve_event(sb: Sandbox, call: Call) -> Obj:
     event = sb.store.get("event", call.path["id"])
     horizon = sb.clock.timestamp() - sb.settings.event_retention_days * 86_400
     if event["created"] < horizon:
-        from .errors import missing
-
         raise missing("event", event["id"])
     return event
 
