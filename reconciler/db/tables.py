@@ -95,6 +95,8 @@ payments = Table(
     Column("amount_refunded", Amount, nullable=False),
     Column("status", String(24), nullable=False),
     Column("funds_available", Boolean, nullable=False),
+    # When Stripe makes the net available (unix time, from the charge's balance transaction).
+    Column("available_on", BigInteger),
     *_timestamps(),
     CheckConstraint("amount > 0", "amount_positive"),
     CheckConstraint("platform_fee >= 0 AND platform_fee <= amount", "platform_fee_range"),

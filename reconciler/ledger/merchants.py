@@ -86,3 +86,16 @@ async def set_connect_state(
             details_submitted=details_submitted,
         ),
     )
+
+
+async def mark_deauthorized(conn: AsyncConnection, merchant_id: int, *, now: datetime) -> None:
+    """The merchant disconnected their account from the platform."""
+    await update_row(
+        conn,
+        merchants,
+        merchant_id,
+        now=now,
+        connect_status="deauthorized",
+        charges_enabled=False,
+        payouts_enabled=False,
+    )

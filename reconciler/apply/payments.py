@@ -1,0 +1,163 @@
+"""Applying PaymentIntent and Charge snapshots to payments.
+
+A payment intent is ours when it carries `icpay_payment_id` (a payment we created first) or
+`icpay_account_id` (a merchant's checkout we have not seen yet: the payment is recorded from
+the snapshot). One with neither is an unattributed discrepancy: recorded, never guessed.
+Stripe's fee and the date funds become available come from the charge's balance transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.apply import _find
+from reconciler.apply._unattributed import report_unattributed
+from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
+from reconciler.db.tables import payments
+from reconciler.gateway import StripeObject
+from reconciler.ledger._rows import update_row
+from reconciler.ledger.payments import (
+    advance_payment,
+    create_payment,
+    record_stripe_fee,
+    release_funds,
+)
+from reconciler.ledger.transitions import PAYMENT_CAPTURED
+
+
+def payment_status_of(intent: StripeObject) -> str:
+    """Our payment status for a PaymentIntent status."""
+    status = intent["status"]
+    if status in ("succeeded", "canceled", "processing"):
+        return str(status)
+    if status == "requires_capture":
+        return "processing"
+    if status == "requires_payment_method" and intent.get("last_payment_error"):
+        return "failed"
+    return "pending"
+
+
+async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
+    """Move the ledger to what this PaymentIntent snapshot says."""
+    status = payment_status_of(intent)
+    charge = None
+    if status == "succeeded" and await _needs_settlement(ctx, intent["id"]):
+        charge_id = stripe_id(intent.get("latest_charge"))
+        charge = await ctx.stripe.charge(charge_id) if charge_id else None
+    now = ctx.clock()
+    async with ctx.db.write() as conn:
+        payment = await _payment_for_intent(ctx, conn, intent)
+        if payment is None:
+            return
+        await advance_payment(
+            conn,
+            payment.id,
+            status,
+            now=now,
+            charge_id=stripe_id(intent.get("latest_charge")),
+            from_snapshot=True,
+        )
+        if charge is not None:
+            await _settle(conn, payment.id, charge, ctx)
+
+
+async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
+    """A charge moves its payment (success, fee, availability) and reveals refunds."""
+    intent_id = stripe_id(charge.get("payment_intent"))
+    async with ctx.db.read() as conn:
+        payment = await _find.payment_by_charge(conn, charge["id"]) or (
+            await _find.payment_by_intent(conn, intent_id)
+        )
+    if payment is None:
+        if intent_id is None:
+            async with ctx.db.write() as conn:
+                await report_unattributed(ctx, conn, charge, "charge has no payment intent")
+            return
+        # The intent carries the attribution; apply it first, then look again.
+        await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
+        async with ctx.db.read() as conn:
+            payment = await _find.payment_by_intent(conn, intent_id)
+        if payment is None:
+            return
+    if charge.get("status") == "succeeded" and charge.get("captured", True):
+        if not isinstance(charge.get("balance_transaction"), dict):
+            charge = await ctx.stripe.charge(charge["id"])
+        async with ctx.db.write() as conn:
+            await advance_payment(
+                conn,
+                payment.id,
+                "succeeded",
+                now=ctx.clock(),
+                charge_id=charge["id"],
+                from_snapshot=True,
+            )
+            await _settle(conn, payment.id, charge, ctx)
+    if int(charge.get("amount_refunded") or 0) != payment.amount_refunded or charge.get("refunded"):
+        await _apply_charge_refunds(ctx, charge)
+
+
+async def _apply_charge_refunds(ctx: ApplyContext, charge: StripeObject) -> None:
+    from reconciler.apply.refunds import apply_refund  # refunds build on payments
+
+    listed = (charge.get("refunds") or {}).get("data")
+    if listed is None or (charge.get("refunds") or {}).get("has_more"):
+        listed = await ctx.stripe.refunds_for_charge(charge["id"])
+    for refund in listed:
+        await apply_refund(ctx, refund)
+
+
+async def _needs_settlement(ctx: ApplyContext, intent_id: str) -> bool:
+    async with ctx.db.read() as conn:
+        payment = await _find.payment_by_intent(conn, intent_id)
+    return payment is None or payment.stripe_fee is None or not payment.funds_available
+
+
+async def _settle(
+    conn: AsyncConnection, payment_id: int, charge: StripeObject, ctx: ApplyContext
+) -> None:
+    """Book Stripe's fee, when funds become available, and release them if they are."""
+    transaction = charge.get("balance_transaction")
+    if not isinstance(transaction, dict):
+        return
+    now = ctx.clock()
+    payment = await _find.payment_by_id(conn, payment_id)
+    assert payment is not None
+    if payment.status not in PAYMENT_CAPTURED:
+        return
+    await record_stripe_fee(conn, payment_id, int(transaction["fee"]), now=now)
+    await update_row(
+        conn, payments, payment_id, now=now, available_on=transaction.get("available_on")
+    )
+    if transaction.get("status") == "available":
+        await release_funds(conn, payment_id, now=now)
+
+
+async def _payment_for_intent(
+    ctx: ApplyContext, conn: AsyncConnection, intent: StripeObject
+) -> Row[Any] | None:
+    payment = await _find.payment_by_intent(conn, intent["id"])
+    if payment is not None:
+        return payment
+    ours = await _find.payment_by_id(conn, metadata_int(intent, "icpay_payment_id"))
+    if ours is not None and ours.payment_intent_id is None:
+        await update_row(conn, payments, ours.id, now=ctx.clock(), payment_intent_id=intent["id"])
+        return await _find.payment_by_id(conn, ours.id)
+    merchant = await _find.merchant_by_id(conn, metadata_int(intent, "icpay_account_id"))
+    if merchant is None:
+        await report_unattributed(
+            ctx, conn, intent, "payment intent carries no icpay_account_id of a known merchant"
+        )
+        return None
+    payment_id = await create_payment(
+        conn,
+        merchant_id=merchant.id,
+        amount=int(intent["amount"]),
+        currency=intent["currency"],
+        fees=ctx.fees,
+        now=ctx.clock(),
+        payment_intent_id=intent["id"],
+    )
+    return await _find.payment_by_id(conn, payment_id)

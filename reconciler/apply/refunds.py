@@ -1,0 +1,81 @@
+"""Applying Refund snapshots, including refunds made in the Stripe Dashboard.
+
+A refund we know (by Stripe id, or by `icpay_refund_id` for one we created first) follows the
+snapshot's status. One we do not know was made outside ICPay: it becomes a refund record with
+source `dashboard` on its payment, booked even if it leaves the merchant short (Stripe already
+paid it; the reconciler reports the shortfall).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.apply import _find
+from reconciler.apply._unattributed import report_unattributed
+from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
+from reconciler.apply.payments import apply_payment_intent
+from reconciler.db.tables import refunds
+from reconciler.gateway import StripeObject
+from reconciler.ledger._rows import update_row
+from reconciler.ledger.refunds import advance_refund, create_refund
+
+
+async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
+    """Move the ledger to what this Refund snapshot says."""
+    intent_id = stripe_id(refund.get("payment_intent"))
+    if intent_id and not await _payment_known(ctx, refund):
+        await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
+    now = ctx.clock()
+    async with ctx.db.write() as conn:
+        row = await _refund_row(ctx, conn, refund)
+        if row is None:
+            return
+        await advance_refund(
+            conn,
+            row.id,
+            refund["status"],
+            now=now,
+            failure_reason=refund.get("failure_reason"),
+            from_snapshot=True,
+        )
+
+
+async def _payment_known(ctx: ApplyContext, refund: StripeObject) -> bool:
+    async with ctx.db.read() as conn:
+        return await _payment_of(conn, refund) is not None
+
+
+async def _payment_of(conn: AsyncConnection, refund: StripeObject) -> Row[Any] | None:
+    return await _find.payment_by_intent(conn, stripe_id(refund.get("payment_intent"))) or (
+        await _find.payment_by_charge(conn, stripe_id(refund.get("charge")))
+    )
+
+
+async def _refund_row(
+    ctx: ApplyContext, conn: AsyncConnection, refund: StripeObject
+) -> Row[Any] | None:
+    row = await _find.refund_by_stripe_id(conn, refund["id"])
+    if row is not None:
+        return row
+    ours = await _find.refund_by_id(conn, metadata_int(refund, "icpay_refund_id"))
+    if ours is not None and ours.stripe_refund_id is None:
+        await update_row(conn, refunds, ours.id, now=ctx.clock(), stripe_refund_id=refund["id"])
+        return await _find.refund_by_id(conn, ours.id)
+    payment = await _payment_of(conn, refund)
+    if payment is None:
+        await report_unattributed(ctx, conn, refund, "refund of a payment the ledger does not hold")
+        return None
+    refund_id = await create_refund(
+        conn,
+        payment_id=payment.id,
+        amount=int(refund["amount"]),
+        now=ctx.clock(),
+        source="dashboard",
+        stripe_refund_id=refund["id"],
+        reason=refund.get("reason"),
+        require_balance=False,
+    )
+    return await _find.refund_by_id(conn, refund_id)

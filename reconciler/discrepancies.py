@@ -1,0 +1,67 @@
+"""Discrepancies: differences between the ledger and Stripe, kept for a person to resolve.
+
+Recording one that is already open for the same kind and object changes nothing (a partial
+unique index), so every path that notices a difference may simply record it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.db.dialect import insert_for
+from reconciler.db.tables import discrepancies
+
+KINDS = (
+    "missing_in_ledger",
+    "missing_at_stripe",
+    "status_mismatch",
+    "amount_mismatch",
+    "unattributed_object",
+    "negative_merchant_balance",
+    "merchant_balances_exceed_platform",
+    "payout_stuck_pending",
+    "events_past_retention",
+)
+
+
+async def record_discrepancy(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    object_type: str,
+    object_id: str,
+    detail: str,
+    detected_by: str,
+    now: datetime,
+    merchant_id: int | None = None,
+    ledger_value: Any = None,
+    stripe_value: Any = None,
+) -> bool:
+    """Open a discrepancy unless the same one is already open. Returns whether it is new."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown discrepancy kind {kind!r}")
+    result = await conn.execute(
+        insert_for(conn, discrepancies)
+        .values(
+            kind=kind,
+            object_type=object_type,
+            object_id=object_id,
+            merchant_id=merchant_id,
+            ledger_value=ledger_value,
+            stripe_value=stripe_value,
+            detail=detail,
+            status="open",
+            detected_by=detected_by,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["kind", "object_type", "object_id"],
+            index_where=text("status = 'open'"),
+        )
+    )
+    return bool(result.rowcount)

@@ -1,0 +1,191 @@
+"""The Stripe gateway: the one module that talks to Stripe through the stripe SDK.
+
+Injected, never configured at import time (no `stripe.api_key = ...`). Async over httpx, with
+a timeout per call and a bounded retry of what is worth retrying (429, 409 concurrent
+idempotent request, 5xx, network errors), honouring `Retry-After`. The SDK's own retries are
+off so this policy is the only one. Every failure reaches callers as a `GatewayError` that says
+whether trying again later can help. Objects come back as plain dicts, the same shape as a
+webhook's `data.object`, so the apply functions treat both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from reconciler.config import Secret
+
+log = logging.getLogger(__name__)
+
+StripeObject = dict[str, Any]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class GatewayError(Exception):
+    """A Stripe call that failed. `retryable`: the same call may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.http_status = http_status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class StripeNotFound(GatewayError):
+    """Stripe has no such object (404 `resource_missing`)."""
+
+
+def classify(error: stripe.StripeError) -> GatewayError:
+    """Turn an SDK error into a GatewayError saying whether to retry."""
+    status = error.http_status
+    message = f"{type(error).__name__}: {error.user_message or error}"
+    retry_after = _retry_after(error.headers or {})
+    if isinstance(error, stripe.APIConnectionError):
+        return GatewayError(message, retryable=True)
+    if status == 404:
+        return StripeNotFound(message, retryable=False, http_status=status, code=error.code)
+    retryable = status in (409, 429) or (status is not None and status >= 500)
+    if (error.headers or {}).get("stripe-should-retry") == "false":
+        retryable = False
+    return GatewayError(
+        message, retryable=retryable, http_status=status, code=error.code, retry_after=retry_after
+    )
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return None if seconds is None else max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, error: GatewayError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_delay)
+        backoff: float = self.base_delay * 2**attempt
+        return min(backoff, self.max_delay)
+
+
+class StripeGateway:
+    """The calls this service makes to Stripe."""
+
+    def __init__(
+        self,
+        api_key: Secret,
+        api_base: str | None = None,
+        *,
+        timeout: float = 15.0,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._http = stripe.HTTPXClient(timeout=timeout)
+        options: dict[str, Any] = {"http_client": self._http, "max_network_retries": 0}
+        if api_base is not None:
+            options["base_addresses"] = {"api": api_base}
+        self._client = stripe.StripeClient(api_key.reveal(), **options)
+        self._retry = retry
+        self._sleep = sleep
+
+    async def aclose(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def _call(
+        self, what: str, call: Callable[[], Awaitable[stripe.StripeObject]]
+    ) -> StripeObject:
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except stripe.StripeError as raw:
+                error = classify(raw)
+                attempt += 1
+                if not error.retryable or attempt >= self._retry.attempts:
+                    raise error from raw
+                delay = self._retry.delay(attempt - 1, error)
+                log.warning("stripe %s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
+                await self._sleep(delay)
+                continue
+            return result.to_dict()
+
+    async def payment_intent(self, intent_id: str) -> StripeObject:
+        return await self._call(
+            "payment_intent", lambda: self._client.v1.payment_intents.retrieve_async(intent_id)
+        )
+
+    async def charge(self, charge_id: str) -> StripeObject:
+        """The charge with its balance transaction expanded (for the fee and availability)."""
+        return await self._call(
+            "charge",
+            lambda: self._client.v1.charges.retrieve_async(
+                charge_id, params={"expand": ["balance_transaction"]}
+            ),
+        )
+
+    async def refund(self, refund_id: str) -> StripeObject:
+        return await self._call("refund", lambda: self._client.v1.refunds.retrieve_async(refund_id))
+
+    async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
+        refunds: list[StripeObject] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"charge": charge_id, "limit": 100}
+            if cursor:
+                params["starting_after"] = cursor
+            page = await self._call(
+                "refunds",
+                lambda p=params: self._client.v1.refunds.list_async(params=p),  # type: ignore[misc]
+            )
+            refunds.extend(page["data"])
+            if not page.get("has_more") or not page["data"]:
+                return refunds
+            cursor = page["data"][-1]["id"]
+
+    async def transfer(self, transfer_id: str) -> StripeObject:
+        return await self._call(
+            "transfer", lambda: self._client.v1.transfers.retrieve_async(transfer_id)
+        )
+
+    async def account(self, account_id: str) -> StripeObject:
+        return await self._call(
+            "account", lambda: self._client.v1.accounts.retrieve_async(account_id)
+        )
+
+    async def balance(self) -> StripeObject:
+        return await self._call("balance", lambda: self._client.v1.balance.retrieve_async())
+
+    async def retrieve(self, object_type: str, object_id: str) -> StripeObject:
+        """Any object this service applies, by its Stripe `object` name (for thin events)."""
+        fetchers: dict[str, Callable[[str], Awaitable[StripeObject]]] = {
+            "payment_intent": self.payment_intent,
+            "charge": self.charge,
+            "refund": self.refund,
+            "transfer": self.transfer,
+            "account": self.account,
+        }
+        if object_type not in fetchers:
+            raise GatewayError(
+                f"cannot fetch Stripe objects of type {object_type!r}", retryable=False
+            )
+        return await fetchers[object_type](object_id)
