@@ -86,6 +86,17 @@ class _Reader:
             raise ConfigError(f"{name} must be at least {minimum}, got {number}")
         return number
 
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
     def decimal(self, name: str, default: Decimal, *, maximum: Decimal) -> Decimal:
         value = self.raw(name)
         if value is None or value == "":
@@ -129,6 +140,16 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # The inbox worker: off makes an ingest-only instance (events are stored, not applied).
+    inbox_worker_enabled: bool = True
+    # Which applier the worker calls: `ledger` (the real one), `noop`, `record:<file>` (tests:
+    # appends each applied event id to the file), or `<module>:<factory>` (benchmarks).
+    inbox_applier: str = "ledger"
+    inbox_batch_size: int = 100
+    inbox_max_attempts: int = 8
+    inbox_backoff_base_seconds: int = 10
+    inbox_backoff_cap_seconds: int = 3600
+    inbox_lease_seconds: int = 300
 
     @property
     def livemode(self) -> bool:
@@ -168,4 +189,11 @@ class Settings:
             host=read.string("HOST", "127.0.0.1"),
             port=read.integer("PORT", 8000, minimum=0),
             log_level=read.string("LOG_LEVEL", "info").lower(),
+            inbox_worker_enabled=read.boolean("INBOX_WORKER_ENABLED", True),
+            inbox_applier=read.string("INBOX_APPLIER", "ledger"),
+            inbox_batch_size=read.integer("INBOX_BATCH_SIZE", 100, minimum=1),
+            inbox_max_attempts=read.integer("INBOX_MAX_ATTEMPTS", 8, minimum=1),
+            inbox_backoff_base_seconds=read.integer("INBOX_BACKOFF_BASE_SECONDS", 10, minimum=1),
+            inbox_backoff_cap_seconds=read.integer("INBOX_BACKOFF_CAP_SECONDS", 3600, minimum=1),
+            inbox_lease_seconds=read.integer("INBOX_LEASE_SECONDS", 300, minimum=1),
         )
