@@ -1,0 +1,110 @@
+"""The gateway against the sandbox's injected API faults: what is retried, how long it
+waits, and what reaches callers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import stripe
+
+from reconciler.config import Secret
+from reconciler.gateway import GatewayError, RetryPolicy, StripeGateway, StripeNotFound, classify
+from tests.stripe_world import API_KEY, StripeWorld, stripe_world
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[StripeWorld]:
+    async with stripe_world() as running:
+        yield running
+
+
+class RecordedSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def gateway_for(world: StripeWorld, sleep: RecordedSleep, *, timeout: float = 5.0) -> StripeGateway:
+    policy = RetryPolicy(attempts=4, base_delay=0.5, max_delay=8.0)
+    return StripeGateway(Secret(API_KEY), world.url, timeout=timeout, retry=policy, sleep=sleep)
+
+
+async def test_rate_limits_and_server_errors_are_retried_with_backoff(world: StripeWorld) -> None:
+    intent = await world.pay(1, 1000, "pm_card_bypassPending")
+    sleep = RecordedSleep()
+    gateway = gateway_for(world, sleep)
+    try:
+        await world.control_post("faults/api", {"kind": "rate_limit", "count": 1})
+        await world.control_post("faults/api", {"kind": "server_error", "count": 2})
+        fetched = await gateway.payment_intent(intent.id)
+    finally:
+        await gateway.aclose()
+    assert fetched["id"] == intent.id
+    assert fetched["status"] == "succeeded"
+    assert len(sleep.delays) == 3
+    assert sleep.delays == sorted(sleep.delays)  # exponential, never shrinking
+
+
+async def test_persistent_failure_gives_up_and_says_it_may_pass(world: StripeWorld) -> None:
+    sleep = RecordedSleep()
+    gateway = gateway_for(world, sleep)
+    try:
+        await world.control_post("faults/api", {"kind": "server_error", "count": 10})
+        with pytest.raises(GatewayError) as failure:
+            await gateway.balance()
+    finally:
+        await gateway.aclose()
+    assert failure.value.retryable
+    assert failure.value.http_status == 500
+    assert len(sleep.delays) == 3  # four attempts in all
+
+
+async def test_a_hang_past_the_timeout_is_a_retryable_network_error(world: StripeWorld) -> None:
+    sleep = RecordedSleep()
+    gateway = gateway_for(world, sleep, timeout=0.3)
+    try:
+        await world.control_post("faults/api", {"kind": "hang", "count": 1, "seconds": 2})
+        balance = await gateway.balance()
+    finally:
+        await gateway.aclose()
+    assert balance["object"] == "balance"
+    assert len(sleep.delays) == 1
+
+
+async def test_missing_objects_and_bad_requests_are_final(world: StripeWorld) -> None:
+    sleep = RecordedSleep()
+    gateway = gateway_for(world, sleep)
+    try:
+        with pytest.raises(StripeNotFound) as missing:
+            await gateway.payment_intent("pi_does_not_exist")
+        with pytest.raises(GatewayError) as unknown_kind:
+            await gateway.retrieve("invoice", "in_1")
+    finally:
+        await gateway.aclose()
+    assert (missing.value.retryable, missing.value.http_status) == (False, 404)
+    assert not unknown_kind.value.retryable
+    assert sleep.delays == []
+
+
+def test_retry_after_is_honoured_up_to_the_cap() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=8.0)
+    told = classify(
+        stripe.RateLimitError("slow down", http_status=429, headers={"Retry-After": "3"})
+    )
+    assert (told.retryable, told.retry_after, policy.delay(0, told)) == (True, 3.0, 3.0)
+    greedy = classify(
+        stripe.RateLimitError("slow", http_status=429, headers={"Retry-After": "600"})
+    )
+    assert policy.delay(0, greedy) == 8.0
+    untold = classify(stripe.APIError("boom", http_status=503))
+    assert [policy.delay(attempt, untold) for attempt in range(6)] == [0.5, 1, 2, 4, 8, 8]
+
+
+def test_stripe_saying_do_not_retry_is_final() -> None:
+    error = classify(
+        stripe.APIError("no", http_status=500, headers={"stripe-should-retry": "false"})
+    )
+    assert not error.retryable
