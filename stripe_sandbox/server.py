@@ -46,33 +46,37 @@ class RunningSandbox:
         return state
 
 
-class _ServerThread:
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
-        self.app = app
+class ServerThread:
+    """Any ASGI app served by uvicorn on its own thread and event loop.
+
+    The socket is bound at construction, so `url` is known before the app exists (a service
+    under test must register its webhook URL before it can be built with the secrets).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, name=f"stripe-sandbox-{self.port}", daemon=True
-        )
+        self.url = f"http://{self.host}:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
     def _run(self) -> None:
+        assert self._server is not None
         try:
             self._server.run(sockets=[self._socket])
         except BaseException as exc:  # surfaced to the starting thread
             self._error = exc
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, app: Starlette, timeout: float = 10.0) -> None:
+        """Serve `app`, returning once it accepts connections (its lifespan has run)."""
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name=f"asgi-{self.port}", daemon=True)
         self._thread.start()
         waited = 0.0
         while not self._server.started:
@@ -85,8 +89,9 @@ class _ServerThread:
             waited += 0.01
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
         self._socket.close()
 
 
@@ -101,10 +106,10 @@ def run_sandbox_sync(
 ) -> Iterator[RunningSandbox]:
     """Serve a fresh sandbox for the duration of the `with` block (port 0: any free port)."""
     app = create_app(seed=seed, clock=clock, settings=settings)
-    server = _ServerThread(app, host, port)
-    server.start()
+    server = ServerThread(host, port)
+    server.start(app)
     try:
-        yield RunningSandbox(url=f"http://{server.host}:{server.port}", app=app)
+        yield RunningSandbox(url=server.url, app=app)
     finally:
         server.stop()
 
@@ -120,10 +125,10 @@ async def run_sandbox(
 ) -> AsyncIterator[RunningSandbox]:
     """The async form of `run_sandbox_sync`; startup and shutdown do not block the loop."""
     app = create_app(seed=seed, clock=clock, settings=settings)
-    server = await asyncio.to_thread(_ServerThread, app, host, port)
-    await asyncio.to_thread(server.start)
+    server = ServerThread(host, port)
+    await asyncio.to_thread(server.start, app)
     try:
-        yield RunningSandbox(url=f"http://{server.host}:{server.port}", app=app)
+        yield RunningSandbox(url=server.url, app=app)
     finally:
         await asyncio.to_thread(server.stop)
 

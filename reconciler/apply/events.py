@@ -123,7 +123,8 @@ CONNECT_EVENTS = frozenset({"account.updated", "account.application.deauthorized
 
 
 class StoredEvent(Protocol):
-    payload: str
+    @property
+    def payload(self) -> str: ...
 
 
 class EventApplier:
