@@ -1,0 +1,167 @@
+"""The inbox worker: claims due rows, hands each to the applier, and writes the row's life.
+
+This is the one wrapper that moves a row through `processing -> done | failed | dead`; appliers
+only apply. An applier manages its own transactions and is idempotent, so the row is marked
+done after it returns: a crash in between means the event is applied again, which changes
+nothing.
+
+The loop wakes when the webhook commits a new row (`wake()`), and also polls, for rows other
+instances stored. Tests drive `run_once(now)` directly with a clock of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from reconciler.db.engine import Database
+from reconciler.inbox import (
+    DEAD,
+    InboxEvent,
+    InboxPolicy,
+    claim_due,
+    mark_done,
+    mark_failed,
+    release,
+)
+from reconciler.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+Applier = Callable[[InboxEvent], Awaitable[None]]
+Clock = Callable[[], datetime]
+POLL_INTERVAL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 10.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe(error: BaseException) -> str:
+    """What the row keeps of an applier error: its type and message, no traceback."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class InboxWorker:
+    """Applies inbox rows in batches of `batch_size`, one at a time, in claim order."""
+
+    def __init__(
+        self,
+        database: Database,
+        applier: Applier,
+        *,
+        policy: InboxPolicy | None = None,
+        batch_size: int = 100,
+        metrics: Metrics | None = None,
+        clock: Clock = utcnow,
+        poll_interval: float = POLL_INTERVAL_SECONDS,
+    ) -> None:
+        self._database = database
+        self._applier = applier
+        self._policy = policy or InboxPolicy()
+        self._batch_size = batch_size
+        self._metrics = metrics
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """New rows are committed: look now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Claim one batch due at `now` and apply it; return how many rows were claimed."""
+        claim_time = now or self._clock()
+        events = await claim_due(
+            self._database, claim_time, limit=self._batch_size, policy=self._policy
+        )
+        done: list[int] = []
+        try:
+            for index, event in enumerate(events):
+                if self._stopping:
+                    await self._release(events[index:], now)
+                    break
+                if await self._apply(event, now):
+                    done.append(event.id)
+        finally:
+            # Done rows are marked together: one commit per batch, not one per event.
+            if done:
+                async with self._database.write() as conn:
+                    await mark_done(conn, done, now or self._clock())
+        return len(events)
+
+    async def _apply(self, event: InboxEvent, now: datetime | None) -> bool:
+        started = time.perf_counter()
+        try:
+            await self._applier(event)
+        except Exception as error:  # any applier failure is the row's, not the worker's
+            elapsed = time.perf_counter() - started
+            status = await self._fail(event, describe(error), now)
+            logger.warning(
+                "inbox event %s (%s) try %d failed, now %s: %s",
+                event.stripe_event_id,
+                event.event_type,
+                event.attempts,
+                status,
+                type(error).__name__,
+            )
+            if self._metrics is not None:
+                self._metrics.apply_duration.observe(elapsed)
+                self._metrics.apply_failures.inc()
+                if status == DEAD:
+                    self._metrics.dead_events.inc()
+            return False
+        if self._metrics is not None:
+            self._metrics.apply_duration.observe(time.perf_counter() - started)
+            self._metrics.applied.inc()
+        return True
+
+    async def _fail(self, event: InboxEvent, error: str, now: datetime | None) -> str:
+        async with self._database.write() as conn:
+            return await mark_failed(conn, event, error, now or self._clock(), self._policy)
+
+    async def _release(self, events: list[InboxEvent], now: datetime | None) -> None:
+        async with self._database.write() as conn:
+            await release(conn, [event.id for event in events], now or self._clock())
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._loop(), name="inbox-worker")
+
+    async def stop(self) -> None:
+        """Finish the event in hand, give back the rest of the batch, and end the loop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            # An applier that hangs: cancel it; its row's lease runs out and it is retried.
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            # Cleared before looking, so a wake-up during the batch is not lost.
+            self._wakeup.clear()
+            try:
+                claimed = await self.run_once()
+            except Exception as error:  # e.g. the database is down: keep trying, quietly
+                logger.warning("inbox worker could not claim events: %s", describe(error))
+                claimed = 0
+            if claimed >= self._batch_size or self._stopping:
+                continue  # more may be waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)

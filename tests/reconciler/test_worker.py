@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from reconciler import inbox
+from reconciler.db.engine import Database
+from reconciler.db.tables import inbox_events
+from reconciler.inbox import InboxEvent, InboxPolicy, NewEvent
+from reconciler.metrics import Metrics
+from reconciler.worker import InboxWorker
+
+POLICY = InboxPolicy(max_attempts=2, backoff_base_seconds=60, backoff_cap_seconds=600)
+
+
+class FakeApplier:
+    """Records what it applied; fails the events named in `failing`."""
+
+    def __init__(self, failing: set[str] | None = None) -> None:
+        self.applied: list[str] = []
+        self.failing = failing or set()
+
+    async def __call__(self, event: InboxEvent) -> None:
+        if event.stripe_event_id in self.failing:
+            raise RuntimeError(f"cannot apply {event.event_type}")
+        self.applied.append(event.stripe_event_id)
+
+
+async def store(db: Database, now: datetime, *ids: str) -> None:
+    events = [
+        NewEvent(i, "platform", "charge.succeeded", False, None, 1, f'{{"id":"{i}"}}') for i in ids
+    ]
+    async with db.write() as conn:
+        await inbox.store_events(conn, events, now)
+
+
+async def statuses(db: Database) -> list[tuple[str, str, int, str | None]]:
+    columns = inbox_events.c
+    async with db.read() as conn:
+        result = await conn.execute(
+            select(
+                columns.stripe_event_id, columns.status, columns.attempts, columns.last_error
+            ).order_by(columns.id)
+        )
+        return [tuple(row) for row in result]  # type: ignore[misc]
+
+
+async def test_worker_applies_and_marks_done_and_running_twice_changes_nothing(
+    db: Database, now: datetime
+) -> None:
+    await store(db, now, "evt_1", "evt_2")
+    applier = FakeApplier()
+    worker = InboxWorker(db, applier, policy=POLICY)
+    assert await worker.run_once(now) == 2
+    assert await worker.run_once(now) == 0  # cron runs again: nothing applied twice
+    assert applier.applied == ["evt_1", "evt_2"]
+    assert await statuses(db) == [("evt_1", "done", 1, None), ("evt_2", "done", 1, None)]
+
+
+async def test_worker_failure_is_kept_retried_after_backoff_then_dead(
+    db: Database, now: datetime
+) -> None:
+    await store(db, now, "evt_bad", "evt_good")
+    applier = FakeApplier(failing={"evt_bad"})
+    metrics = Metrics()
+    worker = InboxWorker(db, applier, policy=POLICY, metrics=metrics)
+    await worker.run_once(now)
+    assert await statuses(db) == [
+        ("evt_bad", "failed", 1, "RuntimeError: cannot apply charge.succeeded"),
+        ("evt_good", "done", 1, None),
+    ]
+    assert await worker.run_once(now + timedelta(seconds=59)) == 0  # still backing off
+    assert await worker.run_once(now + timedelta(seconds=60)) == 1
+    assert (await statuses(db))[0][:3] == ("evt_bad", "dead", 2)
+    assert await worker.run_once(now + timedelta(days=1)) == 0
+    sample = metrics.registry.get_sample_value
+    assert sample("reconciler_inbox_apply_failures_total") == 2
+    assert sample("reconciler_inbox_dead_events_total") == 1
+    assert sample("reconciler_inbox_applied_events_total") == 1
+    assert sample("reconciler_inbox_apply_duration_seconds_count") == 3
+
+
+async def test_worker_replayed_dead_event_is_applied(db: Database, now: datetime) -> None:
+    await store(db, now, "evt_1")
+    applier = FakeApplier(failing={"evt_1"})
+    worker = InboxWorker(db, applier, policy=POLICY)
+    await worker.run_once(now)
+    await worker.run_once(now + timedelta(hours=1))
+    applier.failing.clear()  # the bug is fixed
+    later = now + timedelta(hours=2)
+    async with db.write() as conn:
+        await inbox.replay(conn, "evt_1", later)
+    assert await worker.run_once(later) == 1
+    assert applier.applied == ["evt_1"]
+    assert (await statuses(db))[0][:2] == ("evt_1", "done")
+
+
+async def test_worker_loop_wakes_on_new_rows_and_stops_cleanly(db: Database, now: datetime) -> None:
+    applier = FakeApplier()
+    # A poll interval far longer than the test: only wake() can make it look.
+    worker = InboxWorker(db, applier, policy=POLICY, poll_interval=60)
+    worker.start()
+    try:
+        await asyncio.sleep(0.05)
+        await store(db, datetime.now(now.tzinfo), "evt_woken")
+        worker.wake()
+        for _ in range(200):
+            if applier.applied:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop()
+    assert applier.applied == ["evt_woken"]
+
+
+async def test_worker_loop_polls_for_rows_stored_elsewhere(db: Database, now: datetime) -> None:
+    applier = FakeApplier()
+    worker = InboxWorker(db, applier, policy=POLICY, poll_interval=0.05)
+    worker.start()
+    try:
+        await store(db, datetime.now(now.tzinfo), "evt_polled")  # no wake(): another instance
+        for _ in range(200):
+            if applier.applied:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop()
+    assert applier.applied == ["evt_polled"]
+
+
+async def test_worker_stop_gives_back_the_rest_of_the_batch(db: Database, now: datetime) -> None:
+    await store(db, now, "evt_1", "evt_2", "evt_3")
+    started = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def slow(event: InboxEvent) -> None:
+        seen.append(event.stripe_event_id)
+        started.set()
+        await release.wait()
+
+    worker = InboxWorker(db, slow, policy=POLICY, poll_interval=60)
+    worker.start()
+    await asyncio.wait_for(started.wait(), 5)
+    stopping = asyncio.create_task(worker.stop())
+    await asyncio.sleep(0.05)
+    release.set()
+    await stopping
+    assert seen == ["evt_1"]
+    assert [row[:3] for row in await statuses(db)] == [
+        ("evt_1", "done", 1),
+        ("evt_2", "received", 0),
+        ("evt_3", "received", 0),
+    ]
