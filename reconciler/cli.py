@@ -8,13 +8,17 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.config import ConfigError, Settings
 from reconciler.db.engine import Database
 from reconciler.db.schema import code_head, migrate, require_current_schema
 from reconciler.errors import ReconcilerError
+from reconciler.events_table import format_events
+from reconciler.inbox import STATUSES, list_events, replay
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
     commands.add_parser("migrate", help="apply database migrations up to this code's schema")
+    events = commands.add_parser("events", help="look at and replay stored webhook events")
+    event_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    listing = event_commands.add_parser("list", help="list inbox events, newest first")
+    listing.add_argument("--status", choices=STATUSES, help="only events in this status")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    replay = event_commands.add_parser("replay", help="retry a failed or dead event now")
+    replay.add_argument("event", help="Stripe event id (evt_...) or inbox row id")
     sandbox = commands.add_parser("sandbox", help="run the local Stripe sandbox")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=12111)
@@ -51,6 +62,27 @@ async def _check_schema(settings: Settings) -> None:
     db = Database(settings.database_url)
     try:
         await require_current_schema(db)
+    finally:
+        await db.dispose()
+
+
+class DatabaseUnavailable(ReconcilerError):
+    code = "database_unavailable"
+
+
+async def _events(settings: Settings, args: argparse.Namespace) -> str:
+    db = Database(settings.database_url)
+    try:
+        await require_current_schema(db)
+        if args.events_command == "replay":
+            async with db.write() as conn:
+                row = await replay(conn, args.event, datetime.now(UTC))
+            return f"{row.stripe_event_id} ({row.event_type}) queued for replay"
+        async with db.read() as conn:
+            rows = await list_events(conn, status=args.status, limit=max(args.limit, 1))
+        return format_events(rows)
+    except (SQLAlchemyError, OSError) as error:
+        raise DatabaseUnavailable(f"database unavailable: {type(error).__name__}") from None
     finally:
         await db.dispose()
 
@@ -84,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(_migrate(settings)))
         elif args.command == "serve":
             _serve(settings, args.host, args.port)
+        elif args.command == "events":
+            print(asyncio.run(_events(settings, args)))
         elif args.command == "sandbox":
             _sandbox(args.host, args.port, args.seed)
     except (ConfigError, ReconcilerError) as error:
