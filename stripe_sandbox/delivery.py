@@ -120,9 +120,7 @@ class Deliverer:
             for _ in range(100):
                 due = self._due(everything)
                 if not due and release_held:
-                    for item in self.items:
-                        if item.status == "pending" and item.held:
-                            item.held = False
+                    self._release_held_newest_first()
                     due = self._due(everything)
                 if not due:
                     break
@@ -130,6 +128,15 @@ class Deliverer:
                     await self._attempt(item)
                     attempts += 1
         return attempts
+
+    def _release_held_newest_first(self) -> None:
+        # Held deliveries go out last in, first out: with every delivery held, the endpoint
+        # receives the events in reverse order.
+        held = [item for item in self.items if item.status == "pending" and item.held]
+        self.items = [item for item in self.items if item not in held]
+        for item in reversed(held):
+            item.held = False
+            self.items.append(item)
 
     def _due(self, everything: bool) -> list[Delivery]:
         now = self._sb.clock.now()
@@ -151,7 +158,11 @@ class Deliverer:
             item.faulted = True
             fault = sb.faults.for_delivery(item.endpoint_id, item.event_type)
             if fault is not None and fault.kind == "drop":
-                item.status, item.last_error = "dropped", f"fault {fault.id}"
+                item.last_error = f"dropped by fault {fault.id}"
+                if fault.redeliver:
+                    self._retry_later(item)
+                else:
+                    item.status = "dropped"
                 return
             if fault is not None and fault.kind == "delay":
                 item.due = sb.clock.now() + (fault.seconds or 0.0)
@@ -160,22 +171,28 @@ class Deliverer:
                 item.held = True
                 return
             if fault is not None and fault.kind == "duplicate":
-                copies = 2
+                copies = fault.copies or 2
         ok = False
         for _ in range(copies):
             ok = await self._post(item, endpoint, event) or ok
-        item.attempts += 1
         for other in self.items:
             if other.held and other.endpoint_id == item.endpoint_id and other is not item:
                 other.held = False
         if ok:
+            item.attempts += 1
             item.status = "succeeded"
             event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)
-        elif item.attempts >= sb.settings.delivery_max_attempts:
-            item.status = "failed"
         else:
-            backoff = sb.settings.delivery_retry_base * 2 ** (item.attempts - 1)
-            item.due = sb.clock.now() + backoff
+            self._retry_later(item)
+
+    def _retry_later(self, item: Delivery) -> None:
+        """Count a failed attempt; retry with exponential backoff until attempts run out."""
+        item.attempts += 1
+        if item.attempts >= self._sb.settings.delivery_max_attempts:
+            item.status = "failed"
+            return
+        backoff = self._sb.settings.delivery_retry_base * 2 ** (item.attempts - 1)
+        item.due = self._sb.clock.now() + backoff
 
     async def _post(self, item: Delivery, endpoint: Obj, event: Obj) -> bool:
         secret = self._sb.private.endpoint_secrets[endpoint["id"]]

@@ -33,6 +33,10 @@ class Fault:
     path: str | None = None
     method: str | None = None
     execute: bool = False
+    # Delivery faults: `duplicate` sends `copies` in all (default 2); `drop` with `redeliver`
+    # loses only this attempt, which is retried with backoff as Stripe retries a lost one.
+    copies: int | None = None
+    redeliver: bool = False
     # Delivery faults: only for this endpoint and/or event types matching this pattern.
     endpoint: str | None = None
     event_type: str | None = None
@@ -70,6 +74,13 @@ class Faults:
             raise FaultSpecError("seconds must be a non-negative number")
         if kind == "delay" and seconds is None:
             raise FaultSpecError("a delay needs seconds")
+        copies = spec.get("copies")
+        if copies is not None and (
+            kind != "duplicate" or not isinstance(copies, int) or copies < 2
+        ):
+            raise FaultSpecError("copies goes with duplicate and is a whole number of at least 2")
+        if spec.get("redeliver") and kind != "drop":
+            raise FaultSpecError("redeliver goes with drop")
         fault = Fault(
             id=self._ids.new("fault", 12),
             kind=str(kind),
@@ -79,6 +90,8 @@ class Faults:
             path=spec.get("path"),
             method=(spec.get("method") or "").upper() or None,
             execute=bool(spec.get("execute", False)),
+            copies=copies,
+            redeliver=bool(spec.get("redeliver", False)),
             endpoint=spec.get("endpoint"),
             event_type=spec.get("event_type"),
         )

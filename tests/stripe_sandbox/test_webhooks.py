@@ -199,3 +199,40 @@ def test_webhook_endpoints_list_update_delete(
     deleted = client.v1.webhook_endpoints.delete(second.id)
     assert deleted.deleted is True
     assert [e.id for e in client.v1.webhook_endpoints.list().data] == [first.id]
+
+
+def test_every_delivery_held_arrives_in_reverse_order(
+    client: stripe.StripeClient, control: Control, receiver: Receiver
+) -> None:
+    _endpoint(client, receiver.url, ["payment_intent.created"])
+    control.fault("deliveries", kind="reorder", probability=1.0)
+    created = [
+        client.v1.payment_intents.create(params={"amount": 1_000 + i, "currency": "usd"}).id
+        for i in range(4)
+    ]
+    control.flush()
+    assert [r.event["data"]["object"]["id"] for r in receiver.received] == created[::-1]
+
+
+def test_duplicate_sends_as_many_copies_as_asked(
+    client: stripe.StripeClient, control: Control, receiver: Receiver
+) -> None:
+    _endpoint(client, receiver.url, ["payment_intent.created"])
+    control.fault("deliveries", kind="duplicate", count=1, copies=3)
+    intent = client.v1.payment_intents.create(params={"amount": 1_000, "currency": "usd"})
+    control.flush()
+    assert [r.event["data"]["object"]["id"] for r in receiver.received] == [intent.id] * 3
+
+
+def test_a_redelivered_drop_is_retried_like_a_lost_attempt(
+    client: stripe.StripeClient, control: Control, receiver: Receiver
+) -> None:
+    _endpoint(client, receiver.url, ["payment_intent.created"])
+    control.fault("deliveries", kind="drop", count=1, redeliver=True)
+    intent = client.v1.payment_intents.create(params={"amount": 1_000, "currency": "usd"})
+    control.flush()
+    assert receiver.received == []
+    [delivery] = control.get("/deliveries")["data"]
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+    control.flush(everything=True)  # Stripe's retry, without waiting the backoff out
+    assert [r.event["data"]["object"]["id"] for r in receiver.received] == [intent.id]
