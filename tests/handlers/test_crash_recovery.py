@@ -1,0 +1,117 @@
+"""A real `reconciler serve` is killed (SIGKILL) after acknowledging an event and before
+applying it; on restart the event is applied exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.webhook_events import PLATFORM_SECRET, body_of, sign, snapshot_event
+
+STARTUP_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", *args], env=env, cwd=cwd, check=True, timeout=60
+    )
+
+
+@contextmanager
+def serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"reconciler serve did not start (exit {process.poll()})")
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def inbox_status(database: Path, event_id: str) -> str | None:
+    with sqlite3.connect(database) as conn:
+        row = conn.execute(
+            "SELECT status FROM inbox_events WHERE stripe_event_id = ?", (event_id,)
+        ).fetchone()
+    conn.close()
+    return None if row is None else str(row[0])
+
+
+def test_crash_after_the_inbox_commit_applies_the_event_once_on_restart(tmp_path: Path) -> None:
+    database = tmp_path / "reconciler.db"
+    applied = tmp_path / "applied.txt"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "STRIPE_WEBHOOK_SECRETS": PLATFORM_SECRET,
+        "INBOX_APPLIER": f"record:{applied}",
+        "LOG_LEVEL": "warning",
+    }
+    run_cli(["migrate"], env, tmp_path)
+    port = free_port()
+    body = body_of(snapshot_event("evt_crash"))
+
+    # First life: acknowledged and committed, then killed before any worker looked at it.
+    with serve({**env, "INBOX_WORKER_ENABLED": "false"}, tmp_path, port) as first:
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/webhooks/stripe",
+            content=body,
+            headers={"stripe-signature": sign(body, PLATFORM_SECRET)},
+        )
+        assert (answer.status_code, answer.json()) == (200, {"status": "stored"})
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    assert inbox_status(database, "evt_crash") == "received"
+    assert not applied.exists()
+
+    # Second life: the worker finds the row and applies it; a redelivery changes nothing.
+    with serve(env, tmp_path, port) as second:
+        deadline = time.monotonic() + 10
+        while inbox_status(database, "evt_crash") != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = httpx.post(
+            f"http://127.0.0.1:{port}/webhooks/stripe",
+            content=body,
+            headers={"stripe-signature": sign(body, PLATFORM_SECRET)},
+        )
+        assert again.json() == {"status": "duplicate"}
+        time.sleep(1.0)  # two poll intervals: time for a wrong second application to show
+        second.send_signal(signal.SIGTERM)
+        # uvicorn shuts down cleanly, then re-raises the signal it caught.
+        assert second.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert inbox_status(database, "evt_crash") == "done"
+    assert applied.read_text().splitlines() == ["evt_crash"]
