@@ -1,0 +1,234 @@
+"""Whole stories told through the sandbox, each ending in exact ledger assertions.
+
+A scenario acts on Stripe (through the SDK and the sandbox's Dashboard and clock), calls
+`scene.settle()` to let the ledger catch up, and asserts. How it catches up is the driver's
+business: `tests/reconciler/apply` feeds the sandbox's events to the applier (in order,
+reversed, repeated); `tests/e2e` lets the sandbox deliver real signed webhooks to the running
+service (with duplicates, reordering and drops). Both must end in the same ledger.
+
+Each payment is 100.00 USD with ICPay's fee at 10%: the merchant's share is 90.00, Stripe's
+fee 2.9% + 30c = 3.20, the net 96.80.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import stripe
+from sqlalchemy import Table, select
+
+from reconciler.db.engine import Database
+from reconciler.db.tables import (
+    discrepancies,
+    merchants,
+    payments,
+    payouts,
+    platform_balance_snapshots,
+    refunds,
+)
+from reconciler.ledger.balances import account_balance, check_balance_invariant
+from reconciler.ledger.merchants import create_merchant
+from reconciler.ledger.payouts import reserve_payout
+from tests.factories import all_balances, payable_merchant
+from tests.stripe_world import TWO_DAYS_AND_A_BIT, StripeWorld
+
+FEE_PERCENT = Decimal(10)
+AVAILABLE = "platform:stripe_available"
+PENDING = "platform:stripe_pending"
+
+
+@dataclass
+class Scene:
+    db: Database
+    world: StripeWorld
+    settle: Callable[[], Awaitable[None]]
+    now: datetime
+
+    async def rows(self, table: Table, *columns: str) -> list[tuple[Any, ...]]:
+        async with self.db.read() as conn:
+            query = select(*(table.c[column] for column in columns)).order_by(table.c.id)
+            return [tuple(row) for row in await conn.execute(query)]
+
+    async def assert_balances(self, merchant_id: int, merchant: int, available: int) -> None:
+        async with self.db.read() as conn:
+            assert await all_balances(conn, merchant_id) == (merchant, merchant, merchant)
+            assert await account_balance(conn, AVAILABLE, "usd") == available
+            assert await check_balance_invariant(conn) == []
+
+    async def merchant(self) -> int:
+        async with self.db.write() as conn:
+            return await payable_merchant(conn, self.now)
+
+    async def connected_merchant(self) -> tuple[int, str]:
+        """A merchant with an onboarded Express account at the sandbox."""
+        account = await self.world.client.v1.accounts.create_async(
+            params={"type": "express", "country": "US"}
+        )
+        await self.world.control_post(f"accounts/{account.id}/onboarding")
+        async with self.db.write() as conn:
+            merchant_id = await create_merchant(
+                conn, name="Acme", now=self.now, stripe_account_id=account.id
+            )
+        return merchant_id, account.id
+
+
+async def visa_payment_is_pending_then_available(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_visa")
+    await scene.settle()
+    assert await scene.rows(
+        payments, "payment_intent_id", "status", "platform_fee", "stripe_fee", "funds_available"
+    ) == [(intent.id, "succeeded", 1000, 320, False)]
+    await scene.assert_balances(merchant_id, 9000, available=0)
+
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    await scene.settle()
+    assert await scene.rows(payments, "funds_available") == [(True,)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    async with scene.db.read() as conn:
+        assert await account_balance(conn, PENDING, "usd") == 0
+
+
+async def bypass_pending_card_is_available_at_once(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.settle()
+    assert await scene.rows(payments, "status", "funds_available") == [("succeeded", True)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+
+
+async def declined_card_books_nothing(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    with pytest.raises(stripe.CardError, match="declined"):
+        await scene.world.pay(merchant_id, 10000, "pm_card_chargeDeclined")
+    await scene.settle()
+    assert await scene.rows(payments, "status") == [("failed",)]
+    await scene.assert_balances(merchant_id, 0, available=0)
+
+
+async def dashboard_refund_becomes_a_dashboard_refund_record(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.world.control_post(
+        "dashboard/refunds", {"payment_intent": intent.id, "amount": 2500}
+    )
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status", "source") == [
+        (2500, "succeeded", "dashboard")
+    ]
+    assert await scene.rows(payments, "status", "amount_refunded") == [("partially_refunded", 2500)]
+    await scene.assert_balances(merchant_id, 6500, available=9680 - 2500)
+
+
+async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_refundFail")
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    await scene.world.client.v1.refunds.create_async(
+        params={"payment_intent": intent.id, "amount": 4000}
+    )
+    await scene.world.control_post("clock/advance", {"seconds": 60})
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status", "failure_reason", "source") == [
+        (4000, "failed", "expired_or_canceled_card", "dashboard")
+    ]
+    assert await scene.rows(payments, "status", "amount_refunded") == [("succeeded", 0)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+
+
+async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.settle()  # the onboarding and the payment are booked
+    async with scene.db.write() as conn:
+        payout_id = await reserve_payout(
+            conn, merchant_id=merchant_id, amount=5000, currency="usd", now=scene.now
+        )
+    transfer = await scene.world.client.v1.transfers.create_async(
+        params={
+            "amount": 5000,
+            "currency": "usd",
+            "destination": account_id,
+            "metadata": {"icpay_payout_id": str(payout_id)},
+        }
+    )
+    await scene.world.control_post(f"dashboard/transfers/{transfer.id}/reversals", {"amount": 2000})
+    await scene.settle()
+    assert await scene.rows(payouts, "status", "stripe_transfer_id", "amount_reversed") == [
+        ("amount_reversed", transfer.id, 2000)
+    ]
+    await scene.assert_balances(merchant_id, 6000, available=9680 - 3000)
+
+
+async def onboarding_completed_enables_the_merchant(scene: Scene) -> None:
+    async with scene.db.write() as conn:
+        merchant_id = await create_merchant(conn, name="Acme", now=scene.now)
+    account = await scene.world.client.v1.accounts.create_async(
+        params={
+            "type": "express",
+            "country": "US",
+            "metadata": {"icpay_account_id": str(merchant_id)},
+        }
+    )
+    await scene.world.control_post(f"accounts/{account.id}/onboarding")
+    await scene.settle()
+    assert await scene.rows(
+        merchants, "stripe_account_id", "connect_status", "payouts_enabled", "requirements_due"
+    ) == [(account.id, "enabled", True, [])]
+
+
+async def what_is_not_ours_becomes_a_discrepancy_never_a_booking(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    intent = await scene.world.client.v1.payment_intents.create_async(
+        params={
+            "amount": 10000,
+            "currency": "usd",
+            "payment_method": "pm_card_bypassPending",
+            "payment_method_types": ["card"],
+            "confirm": True,
+        }
+    )
+    foreign = await scene.world.client.v1.transfers.create_async(
+        params={"amount": 1000, "currency": "usd", "destination": account_id}
+    )
+    await scene.settle()
+    assert await scene.rows(payments, "id") == []
+    assert await scene.rows(payouts, "id") == []
+    found = await scene.rows(discrepancies, "kind", "object_type", "object_id", "merchant_id")
+    assert sorted(found, key=str) == sorted(
+        [
+            ("unattributed_object", "payment_intent", intent.id, None),
+            # Sent to a merchant's account, yet never booked as their payout.
+            ("unattributed_object", "transfer", foreign.id, merchant_id),
+        ],
+        key=str,
+    )
+
+
+async def balance_available_stores_the_platform_balance(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.pay(merchant_id, 10000, "pm_card_visa")
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    await scene.settle()
+    snapshots = await scene.rows(
+        platform_balance_snapshots, "currency", "available", "pending", "source"
+    )
+    assert snapshots and snapshots[-1] == ("usd", 9680, 0, "balance.available")
+
+
+SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
+    visa_payment_is_pending_then_available,
+    bypass_pending_card_is_available_at_once,
+    declined_card_books_nothing,
+    dashboard_refund_becomes_a_dashboard_refund_record,
+    refund_fail_card_refund_fails_and_gives_the_money_back,
+    transfer_reversed_in_the_dashboard_gives_the_payout_back,
+    onboarding_completed_enables_the_merchant,
+    what_is_not_ours_becomes_a_discrepancy_never_a_booking,
+    balance_available_stores_the_platform_balance,
+]
