@@ -1,0 +1,74 @@
+"""Thin (v2) events carry only a reference: applying one fetches the object from Stripe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from reconciler.apply import EventApplier
+from reconciler.config import Settings
+from reconciler.db.engine import Database
+from reconciler.db.tables import payments
+from tests.factories import payable_merchant
+from tests.scenarios import FEE_PERCENT
+from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[StripeWorld]:
+    async with stripe_world() as running:
+        yield running
+
+
+def thin_event(object_type: str, object_id: str) -> StoredEvent:
+    return StoredEvent(
+        json.dumps(
+            {
+                "id": "evt_thin_1",
+                "object": "v2.core.event",
+                "type": f"v1.{object_type}.succeeded",
+                "created": "2026-01-01T00:00:00.000Z",
+                "livemode": False,
+                "context": None,
+                "related_object": {
+                    "id": object_id,
+                    "type": object_type,
+                    "url": f"/v1/{object_type}s/{object_id}",
+                },
+                "reason": None,
+            }
+        )
+    )
+
+
+async def test_a_thin_event_applies_the_object_fetched_fresh(
+    db: Database, world: StripeWorld, now: datetime
+) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+    intent = await world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
+
+    await applier(thin_event("payment_intent", intent.id))
+    await applier(thin_event("payment_intent", intent.id))
+
+    async with db.read() as conn:
+        found = (
+            await conn.execute(
+                select(payments.c.payment_intent_id, payments.c.status, payments.c.stripe_fee)
+            )
+        ).all()
+    assert [tuple(row) for row in found] == [(intent.id, "succeeded", 320)]
+
+
+async def test_a_thin_event_about_an_object_we_do_not_apply_changes_nothing(
+    db: Database, world: StripeWorld
+) -> None:
+    applier = EventApplier(db, world.gateway, Settings())
+    await applier(thin_event("invoice", "in_123"))
+    async with db.read() as conn:
+        assert (await conn.execute(select(payments.c.id))).all() == []
