@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler.config import ConfigError, Settings
+from reconciler.config import ConfigError, Secret, Settings
 from reconciler.db.engine import Database
 from reconciler.db.schema import code_head, migrate, require_current_schema
 from reconciler.errors import ReconcilerError
 from reconciler.events_table import format_events
+from reconciler.gateway import StripeGateway
 from reconciler.inbox import STATUSES, list_events, replay
+
+log = logging.getLogger("reconciler")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,12 +98,50 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     from handlers.app import create_app
 
     asyncio.run(_check_schema(settings))  # refuse early, with a message, not a traceback
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        log_level=settings.log_level,
-    )
+    host = host or settings.host
+    port = settings.port if port is None else port
+    with contextlib.ExitStack() as stack:
+        if settings.uses_sandbox:
+            settings = stack.enter_context(_local_stripe(settings, f"http://{host}:{port}"))
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+
+
+@contextlib.contextmanager
+def _local_stripe(settings: Settings, service_url: str) -> Iterator[Settings]:
+    """Run the sandbox beside the service and point the service at it: `make run` with no
+    Stripe keys gives a working system, webhooks included. Its state lives in memory."""
+    from stripe_sandbox import create_app as create_sandbox
+    from stripe_sandbox.server import ServerThread
+
+    server = ServerThread(settings.host, settings.sandbox_port)
+    server.start(create_sandbox())
+    try:
+        secrets = asyncio.run(_register_webhooks(settings, server.url, service_url))
+        log.warning(
+            "no Stripe configured: using the local Stripe sandbox at %s "
+            "(set STRIPE_API_KEY to use Stripe; see docs/sandbox.md)",
+            server.url,
+        )
+        yield replace(
+            settings,
+            stripe_api_base=server.url,
+            webhook_secrets=(secrets[0],),
+            connect_webhook_secrets=(secrets[1],),
+        )
+    finally:
+        server.stop()
+
+
+async def _register_webhooks(settings: Settings, api_base: str, service_url: str) -> list[Secret]:
+    gateway = StripeGateway(settings.stripe_api_key, api_base)
+    try:
+        secrets = []
+        for path, connect in (("/webhooks/stripe", False), ("/webhooks/stripe/connect", True)):
+            endpoint = await gateway.create_webhook_endpoint(service_url + path, connect=connect)
+            secrets.append(Secret(endpoint["secret"]))
+        return secrets
+    finally:
+        await gateway.aclose()
 
 
 def _sandbox(host: str, port: int, seed: int | None) -> None:

@@ -140,6 +140,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    sandbox_port: int = 12111
     # The inbox worker: off makes an ingest-only instance (events are stored, not applied).
     inbox_worker_enabled: bool = True
     # Which applier the worker calls: `ledger` (the real one), `noop`, `record:<file>` (tests:
@@ -150,6 +151,11 @@ class Settings:
     inbox_backoff_base_seconds: int = 10
     inbox_backoff_cap_seconds: int = 3600
     inbox_lease_seconds: int = 300
+
+    @property
+    def uses_sandbox(self) -> bool:
+        """No Stripe configured at all: `serve` brings up the local sandbox and uses it."""
+        return self.stripe_api_base is None and self.stripe_api_key.reveal() == SANDBOX_API_KEY
 
     @property
     def livemode(self) -> bool:
@@ -189,6 +195,7 @@ class Settings:
             host=read.string("HOST", "127.0.0.1"),
             port=read.integer("PORT", 8000, minimum=0),
             log_level=read.string("LOG_LEVEL", "info").lower(),
+            sandbox_port=read.integer("SANDBOX_PORT", 12111, minimum=1),
             inbox_worker_enabled=read.boolean("INBOX_WORKER_ENABLED", True),
             inbox_applier=read.string("INBOX_APPLIER", "ledger"),
             inbox_batch_size=read.integer("INBOX_BATCH_SIZE", 100, minimum=1),

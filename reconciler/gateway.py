@@ -175,6 +175,15 @@ class StripeGateway:
     async def balance(self) -> StripeObject:
         return await self._call("balance", lambda: self._client.v1.balance.retrieve_async())
 
+    async def create_webhook_endpoint(self, url: str, *, connect: bool) -> StripeObject:
+        """Register an endpoint for every event; the answer is the only time its secret shows."""
+        return await self._call(
+            "webhook_endpoint",
+            lambda: self._client.v1.webhook_endpoints.create_async(
+                params={"url": url, "enabled_events": ["*"], "connect": connect}
+            ),
+        )
+
     async def retrieve(self, object_type: str, object_id: str) -> StripeObject:
         """Any object this service applies, by its Stripe `object` name (for thin events)."""
         fetchers: dict[str, Callable[[str], Awaitable[StripeObject]]] = {
