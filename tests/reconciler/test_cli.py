@@ -37,4 +37,5 @@ def test_bad_configuration_is_one_clear_line(
 ) -> None:
     monkeypatch.setenv("PORT", "eighty")
     assert main(["migrate"]) == 2
-    assert capsys.readouterr().err.strip() == "reconciler: PORT must be a whole number, got 'eighty'"
+    message = capsys.readouterr().err.strip()
+    assert message == "reconciler: PORT must be a whole number, got 'eighty'"
