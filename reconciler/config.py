@@ -155,7 +155,12 @@ class Settings:
     @property
     def uses_sandbox(self) -> bool:
         """No Stripe configured at all: `serve` brings up the local sandbox and uses it."""
-        return self.stripe_api_base is None and self.stripe_api_key.reveal() == SANDBOX_API_KEY
+        return (
+            self.stripe_api_base is None
+            and self.stripe_api_key.reveal() == SANDBOX_API_KEY
+            and not self.webhook_secrets
+            and not self.connect_webhook_secrets
+        )
 
     @property
     def livemode(self) -> bool:

@@ -57,3 +57,14 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     env_file.write_text("# local\nPORT=9100\nLOG_LEVEL='DEBUG'\n")
     settings = Settings.from_environ({"PORT": "9200"}, env_file=env_file)
     assert (settings.port, settings.log_level) == (9200, "debug")
+
+
+def test_the_sandbox_is_used_only_when_nothing_about_stripe_is_configured() -> None:
+    assert Settings.from_environ({}, env_file=None).uses_sandbox
+    for configured in (
+        {"STRIPE_API_KEY": "sk_test_real"},
+        {"STRIPE_API_BASE": "http://127.0.0.1:12111"},
+        {"STRIPE_WEBHOOK_SECRETS": "whsec_x"},
+        {"STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_y"},
+    ):
+        assert not Settings.from_environ(configured, env_file=None).uses_sandbox, configured
