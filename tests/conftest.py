@@ -9,6 +9,9 @@ import pytest
 from reconciler.db.engine import Database
 from tests.databases import REQUIRE_POSTGRES, PostgresServer, SqliteTemplate
 
+# Shared scenario and factory modules assert too: show their diffs like a test's.
+pytest.register_assert_rewrite("tests.scenarios", "tests.factories")
+
 _postgres: PostgresServer | None = None
 
 

@@ -158,6 +158,8 @@ class EventApplier:
             await handler(self.context, payload)
 
     async def _apply_thin(self, payload: dict[str, Any]) -> None:
+        if payload.get("context"):  # about a connected account's own object
+            return
         related = payload.get("related_object") or {}
         if related.get("type") in OBJECT_APPLIERS and related.get("id"):
             fresh = await self.context.stripe.retrieve(related["type"], related["id"])

@@ -17,6 +17,7 @@ from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
 from reconciler.db.tables import payments
+from reconciler.discrepancies import record_discrepancy
 from reconciler.gateway import StripeObject
 from reconciler.ledger._rows import update_row
 from reconciler.ledger.payments import (
@@ -51,6 +52,21 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
     async with ctx.db.write() as conn:
         payment = await _payment_for_intent(ctx, conn, intent)
         if payment is None:
+            return
+        received = int(intent.get("amount_received") or 0)
+        if status == "succeeded" and received != payment.amount:
+            await record_discrepancy(
+                conn,
+                kind="amount_mismatch",
+                object_type="payment_intent",
+                object_id=intent["id"],
+                merchant_id=payment.merchant_id,
+                detail=f"Stripe received {received}, the payment is for {payment.amount}",
+                detected_by=ctx.detected_by,
+                now=now,
+                ledger_value={"amount": payment.amount},
+                stripe_value={"amount_received": received},
+            )
             return
         await advance_payment(
             conn,

@@ -21,12 +21,14 @@ from reconciler.db.tables import refunds
 from reconciler.gateway import StripeObject
 from reconciler.ledger._rows import update_row
 from reconciler.ledger.refunds import advance_refund, create_refund
+from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
 
 
 async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
     """Move the ledger to what this Refund snapshot says."""
     intent_id = stripe_id(refund.get("payment_intent"))
-    if intent_id and not await _payment_known(ctx, refund):
+    if intent_id and not await _payment_captured(ctx, refund):
+        # The intent's own events may be late: bring the payment up to date first.
         await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
     now = ctx.clock()
     async with ctx.db.write() as conn:
@@ -43,9 +45,10 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
         )
 
 
-async def _payment_known(ctx: ApplyContext, refund: StripeObject) -> bool:
+async def _payment_captured(ctx: ApplyContext, refund: StripeObject) -> bool:
     async with ctx.db.read() as conn:
-        return await _payment_of(conn, refund) is not None
+        payment = await _payment_of(conn, refund)
+    return payment is not None and payment.status in PAYMENT_CAPTURED
 
 
 async def _payment_of(conn: AsyncConnection, refund: StripeObject) -> Row[Any] | None:
@@ -77,5 +80,7 @@ async def _refund_row(
         stripe_refund_id=refund["id"],
         reason=refund.get("reason"),
         require_balance=False,
+        status=refund["status"] if refund["status"] in REFUND_RELEASED else "pending",
+        failure_reason=refund.get("failure_reason"),
     )
     return await _find.refund_by_id(conn, refund_id)

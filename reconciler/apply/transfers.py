@@ -9,9 +9,14 @@ total) says how much came back.
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Row
+
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
+from reconciler.discrepancies import record_discrepancy
 from reconciler.gateway import StripeObject
 from reconciler.ledger.payouts import advance_payout, record_reversal
 
@@ -33,8 +38,42 @@ async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
                 merchant_id=merchant.id if merchant is not None else None,
             )
             return
+        mismatch = _mismatch(payout, transfer, await _find.merchant_by_id(conn, payout.merchant_id))
+        if mismatch:
+            await record_discrepancy(
+                conn,
+                kind="amount_mismatch" if "amount" in mismatch else "unattributed_object",
+                object_type="transfer",
+                object_id=transfer["id"],
+                merchant_id=payout.merchant_id,
+                detail=f"transfer does not match payout {payout.id}: {mismatch}",
+                detected_by=ctx.detected_by,
+                now=now,
+                ledger_value={
+                    "payout": payout.id,
+                    "amount": payout.amount,
+                    "transfer": payout.stripe_transfer_id,
+                },
+                stripe_value={
+                    key: transfer.get(key) for key in ("amount", "currency", "destination")
+                },
+            )
+            return
         for status in ("processing", "completed"):
             await advance_payout(
                 conn, payout.id, status, now=now, transfer_id=transfer["id"], from_snapshot=True
             )
         await record_reversal(conn, payout.id, int(transfer.get("amount_reversed") or 0), now=now)
+
+
+def _mismatch(payout: Row[Any], transfer: StripeObject, merchant: Row[Any] | None) -> str:
+    """Why this transfer cannot be the payout's (empty when it can). A second transfer for
+    one payout, or one to another account or of another amount, is never booked."""
+    if payout.stripe_transfer_id not in (None, transfer["id"]):
+        return f"the payout was already paid by {payout.stripe_transfer_id}"
+    if int(transfer["amount"]) != payout.amount or transfer["currency"] != payout.currency:
+        return f"amount {transfer['amount']} {transfer['currency']} is not {payout.amount}"
+    destination = stripe_id(transfer.get("destination"))
+    if merchant is None or destination != merchant.stripe_account_id:
+        return f"destination {destination} is not the merchant's account"
+    return ""

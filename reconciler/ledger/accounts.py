@@ -20,6 +20,10 @@ def merchant_payable(merchant_id: int) -> str:
     return f"merchant:{merchant_id}:payable"
 
 
+def is_merchant_account(account: str) -> bool:
+    return account.startswith("merchant:")
+
+
 def is_credit_normal(account: str) -> bool:
     """Liabilities and income grow with credits; assets and expenses with debits."""
     return account.startswith(CREDIT_NORMAL_PREFIXES)

@@ -24,14 +24,21 @@ BalanceKey = tuple[int, str]  # (merchant id, currency)
 
 
 async def account_balance(conn: AsyncConnection, account: str, currency: str) -> int:
-    """An account's balance on its normal side (credits less debits for a liability)."""
-    row = (
-        await conn.execute(
-            select(account_balances.c.debits, account_balances.c.credits).where(
-                account_balances.c.account == account, account_balances.c.currency == currency
-            )
+    """An account's balance on its normal side (credits less debits for a liability).
+
+    A merchant's account reads its running total; a platform account sums its legs.
+    """
+    table = account_balances if accounts.is_merchant_account(account) else None
+    if table is not None:
+        query = select(table.c.debits, table.c.credits).where(
+            table.c.account == account, table.c.currency == currency
         )
-    ).first()
+    else:
+        query = select(
+            func.coalesce(func.sum(journal_legs.c.debit), 0).label("debits"),
+            func.coalesce(func.sum(journal_legs.c.credit), 0).label("credits"),
+        ).where(journal_legs.c.account == account, journal_legs.c.currency == currency)
+    row = (await conn.execute(query)).first()
     if row is None:
         return 0
     difference = int(row.credits) - int(row.debits)

@@ -4,6 +4,7 @@ An entry is one business fact (a payment completed, a payout released...) identi
 idempotency key, so posting the same fact twice is a no-op enforced by a unique constraint.
 Each leg is a non-negative debit or credit on one account; per currency, debits equal credits.
 Mistakes are corrected by posting another entry, never by changing one (the database refuses).
+Each merchant's payable account also keeps a running total, updated with its legs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reconciler.db.dialect import insert_for
 from reconciler.db.tables import account_balances, journal_entries, journal_legs
 from reconciler.errors import UnbalancedEntry
+from reconciler.ledger import accounts
 from reconciler.money import check_currency, check_positive
 
 
@@ -97,8 +99,13 @@ async def post(
 
 
 async def _add_to_running_totals(conn: AsyncConnection, legs: list[Leg]) -> None:
+    # Only merchants' accounts keep a running total: they are what payout and refund checks
+    # read. Platform accounts are few, read rarely, and would be rows every transaction of
+    # every merchant waits on (and deadlocks over); their balance is summed from the legs.
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for leg in legs:
+        if not accounts.is_merchant_account(leg.account):
+            continue
         pair = totals[(leg.account, leg.currency)]
         pair[0] += leg.debit
         pair[1] += leg.credit

@@ -9,7 +9,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.tables import merchants
-from reconciler.ledger._rows import get_row, update_row
+from reconciler.ledger._rows import get_row, lock_row, update_row
 
 CONNECT_STATUSES = ("not_connected", "onboarding", "enabled", "restricted", "deauthorized")
 
@@ -68,8 +68,11 @@ async def set_connect_state(
     details_submitted: bool,
     requirements_due: list[str],
 ) -> None:
-    """Record what Stripe says of the merchant's connected account."""
-    merchant = await get_merchant(conn, merchant_id)
+    """Record what Stripe says of the merchant's connected account. A merchant who
+    disconnected stays disconnected: a late account snapshot cannot turn payouts back on."""
+    merchant = await lock_row(conn, merchants, merchant_id)
+    if merchant.connect_status == "deauthorized":
+        return
     await update_row(
         conn,
         merchants,

@@ -10,15 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.db.tables import payments
+from reconciler.db.tables import payments, refunds
 from reconciler.errors import IllegalTransition, InvalidAmount
 from reconciler.ledger import accounts, journal
-from reconciler.ledger._rows import get_row, update_row
+from reconciler.ledger._rows import get_row, lock_row, update_row
 from reconciler.ledger.merchants import get_merchant
-from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, Decision
+from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, REFUND_RELEASED, Decision
 from reconciler.money import LEDGER_FOR_CURRENCY, FeeSchedule, check_currency, check_positive
 
 
@@ -84,7 +84,7 @@ async def advance_payment(
 
     With `from_snapshot`, a status behind ours is ignored (STALE) instead of refused.
     """
-    payment = await get_payment(conn, payment_id)
+    payment = await lock_row(conn, payments, payment_id)
     current = capture_status(payment.status)
     decision = PAYMENT.decide(current, status)
     if decision is Decision.STALE and not from_snapshot:
@@ -122,7 +122,7 @@ async def record_stripe_fee(
     conn: AsyncConnection, payment_id: int, stripe_fee: int, *, now: datetime
 ) -> None:
     """Book Stripe's processing fee once, as read from the charge's balance transaction."""
-    payment = await get_payment(conn, payment_id)
+    payment = await lock_row(conn, payments, payment_id)
     if stripe_fee < 0 or stripe_fee > payment.amount:
         raise InvalidAmount(f"stripe fee {stripe_fee} is outside 0..{payment.amount}")
     if payment.stripe_fee is not None:
@@ -150,7 +150,7 @@ async def record_stripe_fee(
 
 async def release_funds(conn: AsyncConnection, payment_id: int, *, now: datetime) -> bool:
     """The payment's net moved from Stripe's pending balance to available."""
-    payment = await get_payment(conn, payment_id)
+    payment = await lock_row(conn, payments, payment_id)
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}, not succeeded")
     if payment.stripe_fee is None:
@@ -175,13 +175,20 @@ async def release_funds(conn: AsyncConnection, payment_id: int, *, now: datetime
     )
 
 
-async def set_amount_refunded(
-    conn: AsyncConnection, payment: Row[Any], amount_refunded: int, *, now: datetime
-) -> None:
+async def refresh_amount_refunded(conn: AsyncConnection, payment_id: int, *, now: datetime) -> None:
+    """Set what is refunded on the payment from its refunds that still hold money, so the
+    number cannot drift whatever order refunds are created, fail or are canceled in."""
+    payment = await get_payment(conn, payment_id)
+    held = await conn.execute(
+        select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+            refunds.c.payment_id == payment_id, refunds.c.status.not_in(REFUND_RELEASED)
+        )
+    )
+    amount_refunded = int(held.scalar_one())
     await update_row(
         conn,
         payments,
-        payment.id,
+        payment_id,
         now=now,
         amount_refunded=amount_refunded,
         status=status_after_refunds(payment.amount, amount_refunded),

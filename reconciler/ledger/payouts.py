@@ -23,7 +23,7 @@ from reconciler.errors import (
     InvalidAmount,
 )
 from reconciler.ledger import accounts, journal
-from reconciler.ledger._rows import get_row, update_row
+from reconciler.ledger._rows import get_row, lock_row, update_row
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.merchants import get_merchant
 from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
@@ -103,7 +103,7 @@ async def advance_payout(
     """
     if status in ("amount_reversed", "reversed"):
         raise IllegalTransition("reversals are recorded with record_reversal(amount_reversed)")
-    payout = await get_payout(conn, payout_id)
+    payout = await lock_row(conn, payouts, payout_id)
     decision = PAYOUT.decide(payout.status, status)
     if decision is Decision.STALE and not from_snapshot:
         PAYOUT.require(payout.status, status)
@@ -146,7 +146,7 @@ async def record_reversal(
     Only growth is booked (the difference goes back to the merchant); a total we already
     hold, or a smaller one from a stale snapshot, changes nothing.
     """
-    payout = await get_payout(conn, payout_id)
+    payout = await lock_row(conn, payouts, payout_id)
     if amount_reversed <= payout.amount_reversed:
         return False
     if amount_reversed > payout.amount:

@@ -12,13 +12,12 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.db.engine import lock_merchant
-from reconciler.db.tables import refunds
+from reconciler.db.tables import payments, refunds
 from reconciler.errors import IllegalTransition, InsufficientBalance, RefundExceedsPayment
 from reconciler.ledger import accounts, journal
-from reconciler.ledger._rows import get_row, update_row
+from reconciler.ledger._rows import get_row, lock_row, update_row
 from reconciler.ledger.balances import merchant_balance
-from reconciler.ledger.payments import capture_status, get_payment, set_amount_refunded
+from reconciler.ledger.payments import capture_status, refresh_amount_refunded
 from reconciler.ledger.transitions import REFUND, REFUND_RELEASED, Decision
 from reconciler.money import check_positive
 
@@ -35,18 +34,25 @@ async def create_refund(
     stripe_refund_id: str | None = None,
     reason: str | None = None,
     require_balance: bool = True,
+    status: str = "pending",
+    failure_reason: str | None = None,
 ) -> int:
     """Record a pending refund and take its amount from the merchant's balance.
 
     `require_balance=False` is for refunds Stripe already made (the Dashboard): they are facts
-    to record even when they leave the merchant short; the reconciler reports that.
+    to record even when they leave the merchant short; the reconciler reports that. A refund
+    first seen already failed or canceled (`status`) moved no money: it is recorded as it is,
+    with nothing to check and nothing to book.
     """
     check_positive(amount, "refund amount")
     if source not in SOURCES:
         raise ValueError(f"refund source must be one of {SOURCES}, got {source!r}")
-    payment = await get_payment(conn, payment_id)
-    await lock_merchant(conn, payment.merchant_id)
-    payment = await get_payment(conn, payment_id)  # re-read under the lock
+    REFUND.check_known(status)
+    payment = await lock_row(conn, payments, payment_id)
+    if status in REFUND_RELEASED:
+        return await _insert(
+            conn, payment, amount, status, source, stripe_refund_id, reason, now, failure_reason
+        )
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}: nothing to refund")
     refundable = payment.amount - payment.amount_refunded
@@ -60,24 +66,10 @@ async def create_refund(
             raise InsufficientBalance(
                 f"merchant {payment.merchant_id} balance {balance} does not cover refund {amount}"
             )
-    result = await conn.execute(
-        refunds.insert()
-        .values(
-            payment_id=payment_id,
-            merchant_id=payment.merchant_id,
-            stripe_refund_id=stripe_refund_id,
-            currency=payment.currency,
-            amount=amount,
-            status="pending",
-            source=source,
-            reason=reason,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(refunds.c.id)
+    refund_id = await _insert(
+        conn, payment, amount, "pending", source, stripe_refund_id, reason, now
     )
-    refund_id = int(result.scalar_one())
-    await set_amount_refunded(conn, payment, payment.amount_refunded + amount, now=now)
+    await refresh_amount_refunded(conn, payment_id, now=now)
     await journal.post(
         conn,
         f"refund:{refund_id}:booked",
@@ -94,6 +86,37 @@ async def create_refund(
     return refund_id
 
 
+async def _insert(
+    conn: AsyncConnection,
+    payment: Row[Any],
+    amount: int,
+    status: str,
+    source: str,
+    stripe_refund_id: str | None,
+    reason: str | None,
+    now: datetime,
+    failure_reason: str | None = None,
+) -> int:
+    result = await conn.execute(
+        refunds.insert()
+        .values(
+            payment_id=payment.id,
+            merchant_id=payment.merchant_id,
+            stripe_refund_id=stripe_refund_id,
+            currency=payment.currency,
+            amount=amount,
+            status=status,
+            source=source,
+            reason=reason,
+            failure_reason=failure_reason,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(refunds.c.id)
+    )
+    return int(result.scalar_one())
+
+
 async def get_refund(conn: AsyncConnection, refund_id: int) -> Row[Any]:
     return await get_row(conn, refunds, refund_id)
 
@@ -108,7 +131,7 @@ async def advance_refund(
     from_snapshot: bool = False,
 ) -> Decision:
     """Move a refund along Stripe's lifecycle; a failure or cancellation gives the money back."""
-    refund = await get_refund(conn, refund_id)
+    refund = await lock_row(conn, refunds, refund_id)
     decision = REFUND.decide(refund.status, status)
     if decision is Decision.STALE and not from_snapshot:
         REFUND.require(refund.status, status)
@@ -128,8 +151,7 @@ async def advance_refund(
 
 
 async def _give_back(conn: AsyncConnection, refund: Row[Any], *, now: datetime) -> None:
-    payment = await get_payment(conn, refund.payment_id)
-    await set_amount_refunded(conn, payment, payment.amount_refunded - refund.amount, now=now)
+    await refresh_amount_refunded(conn, refund.payment_id, now=now)
     await journal.post(
         conn,
         f"refund:{refund.id}:returned",

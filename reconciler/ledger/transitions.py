@@ -62,15 +62,17 @@ PAYMENT = Lifecycle(
     ranks={
         "pending": 0,
         "processing": 1,
-        "failed": 1,
-        "succeeded": 2,
-        "canceled": 2,
+        "failed": 2,
+        "succeeded": 3,
+        "canceled": 3,
     },
     moves=_moves(
         pending=("processing", "failed", "succeeded", "canceled"),
         processing=("failed", "succeeded", "canceled"),
-        # A declined PaymentIntent returns to requires_payment_method and may be paid again.
-        failed=("processing", "succeeded", "canceled"),
+        # A declined PaymentIntent may be paid again: it moves on to succeeded (or canceled).
+        # A `processing` seen after a decline ranks below it and is ignored: a retry in flight
+        # shows as failed until it ends, which beats a stale snapshot undoing a decline.
+        failed=("succeeded", "canceled"),
     ),
 )
 

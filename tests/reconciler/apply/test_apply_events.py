@@ -3,6 +3,7 @@ reversed, and each three times. The ledger must end the same every time."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
@@ -11,6 +12,8 @@ import pytest
 from reconciler.apply import EventApplier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
+from reconciler.db.tables import payments, refunds
+from tests.factories import payable_merchant
 from tests.scenarios import FEE_PERCENT, SCENARIOS, Scene
 from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
 
@@ -45,3 +48,27 @@ async def test_scenario_from_fed_events(
             await applier(event)
 
     await scenario(Scene(db=db, world=world, settle=settle, now=now))
+
+
+async def test_a_refund_before_its_payment_succeeded_brings_the_payment_up_first(
+    db: Database, world: StripeWorld, now: datetime
+) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+    intent = await world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await world.control_post("dashboard/refunds", {"payment_intent": intent.id, "amount": 2500})
+    events = {json.loads(event.payload)["type"]: event for event in await world.events()}
+    applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
+
+    # Only these two arrive (payment_intent.succeeded is late): the payment is still pending.
+    await applier(events["payment_intent.created"])
+    await applier(events["refund.created"])
+
+    scene = Scene(db=db, world=world, settle=world_settled, now=now)
+    assert await scene.rows(payments, "status", "amount_refunded") == [("partially_refunded", 2500)]
+    assert await scene.rows(refunds, "amount", "source") == [(2500, "dashboard")]
+    await scene.assert_balances(merchant_id, 6500, available=9680 - 2500)
+
+
+async def world_settled() -> None:
+    """Nothing to settle: the test applies its events by hand."""

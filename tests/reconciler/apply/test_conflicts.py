@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from reconciler.apply import apply_object
 from reconciler.apply.context import ApplyContext
 from reconciler.db.engine import Database
 from reconciler.db.tables import discrepancies
+from reconciler.ledger.merchants import get_merchant, mark_deauthorized, set_connect_state
+from reconciler.ledger.payments import create_payment, get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, reserve_payout
 from reconciler.money import FeeSchedule
 from tests.factories import all_balances, payable_merchant, settled_payment
@@ -63,3 +66,108 @@ async def test_transfer_for_a_cancelled_payout_is_reported_not_booked(
             )
         ).all()
     assert [tuple(row) for row in found] == [("status_mismatch", "tr_1", "open")]
+
+
+async def completed_payout(db: Database, now: datetime, account: str = "acct_acme") -> int:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+        await settled_payment(conn, merchant_id, 10000, now)
+        payout_id = await reserve_payout(
+            conn, merchant_id=merchant_id, amount=5000, currency="usd", now=now
+        )
+        await advance_payout(conn, payout_id, "processing", now=now, transfer_id="tr_A")
+        await advance_payout(conn, payout_id, "completed", now=now)
+    return payout_id
+
+
+def transfer_for(payout_id: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": "tr_A",
+        "object": "transfer",
+        "amount": 5000,
+        "currency": "usd",
+        "amount_reversed": 0,
+        "destination": "acct_acme",
+        "metadata": {"icpay_payout_id": str(payout_id)},
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"),
+    [
+        ({"id": "tr_B", "amount_reversed": 5000}, "unattributed_object"),  # a second transfer
+        ({"id": "tr_A", "amount": 4000}, "amount_mismatch"),
+        ({"id": "tr_A", "destination": "acct_someone_else"}, "unattributed_object"),
+    ],
+)
+async def test_a_transfer_that_is_not_the_payouts_is_reported_not_booked(
+    db: Database, now: datetime, fields: dict[str, Any], kind: str
+) -> None:
+    payout_id = await completed_payout(db, now)
+    transfer = transfer_for(payout_id, **fields)
+    ctx = ApplyContext(db=db, stripe=FakeStripe(transfer), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    await apply_object(ctx, transfer)
+
+    async with db.read() as conn:
+        payout = await get_payout(conn, payout_id)
+        assert (payout.status, payout.stripe_transfer_id, payout.amount_reversed) == (
+            "completed",
+            "tr_A",
+            0,
+        )
+        assert await all_balances(conn, 1) == (5000, 5000, 5000)
+        found = (await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))).all()
+    assert [tuple(row) for row in found] == [(kind, transfer["id"])]
+
+
+async def test_a_succeeded_intent_for_another_amount_is_reported_not_booked(
+    db: Database, now: datetime
+) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+        payment_id = await create_payment(
+            conn,
+            merchant_id=merchant_id,
+            amount=10000,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+        )
+    intent = {
+        "id": "pi_1",
+        "object": "payment_intent",
+        "status": "succeeded",
+        "amount": 10000,
+        "amount_received": 9000,
+        "currency": "usd",
+        "latest_charge": None,
+        "metadata": {"icpay_payment_id": str(payment_id)},
+    }
+    ctx = ApplyContext(db=db, stripe=FakeStripe(intent), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    await apply_object(ctx, intent)
+
+    async with db.read() as conn:
+        assert (await get_payment(conn, payment_id)).status == "pending"
+        assert await all_balances(conn, merchant_id) == (0, 0, 0)
+        found = (await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))).all()
+    assert [tuple(row) for row in found] == [("amount_mismatch", "pi_1")]
+
+
+async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: datetime) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+        await mark_deauthorized(conn, merchant_id, now=now)
+        await set_connect_state(
+            conn,
+            merchant_id,
+            now=now,
+            charges_enabled=True,
+            payouts_enabled=True,
+            details_submitted=True,
+            requirements_due=[],
+        )
+        merchant = await get_merchant(conn, merchant_id)
+    assert (merchant.connect_status, merchant.payouts_enabled) == ("deauthorized", False)

@@ -72,3 +72,16 @@ async def test_a_thin_event_about_an_object_we_do_not_apply_changes_nothing(
     await applier(thin_event("invoice", "in_123"))
     async with db.read() as conn:
         assert (await conn.execute(select(payments.c.id))).all() == []
+
+
+async def test_a_thin_event_about_a_connected_accounts_object_is_not_ours(
+    db: Database, world: StripeWorld, now: datetime
+) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+    intent = await world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    event = json.loads(thin_event("payment_intent", intent.id).payload)
+    event["context"] = "acct_someone"
+    await EventApplier(db, world.gateway, Settings())(StoredEvent(json.dumps(event)))
+    async with db.read() as conn:
+        assert (await conn.execute(select(payments.c.id))).all() == []

@@ -23,6 +23,8 @@ def test_every_move_goes_forward_or_sideways_never_back(lifecycle: Lifecycle) ->
         (REFUND, "succeeded", "pending", Decision.STALE),
         (PAYMENT, "failed", "succeeded", Decision.MOVE),
         (PAYMENT, "succeeded", "processing", Decision.STALE),
+        # A processing snapshot after a decline is older news, not a retry we can confirm.
+        (PAYMENT, "failed", "processing", Decision.STALE),
     ],
 )
 def test_decisions(lifecycle: Lifecycle, current: str, target: str, decision: Decision) -> None:
