@@ -118,7 +118,9 @@ async def rebuild_running_totals(conn: AsyncConnection) -> None:
                 journal_legs.c.currency,
                 func.sum(journal_legs.c.debit),
                 func.sum(journal_legs.c.credit),
-            ).group_by(journal_legs.c.account, journal_legs.c.currency),
+            )
+            .where(journal_legs.c.account.like("merchant:%"))
+            .group_by(journal_legs.c.account, journal_legs.c.currency),
         )
     )
 
