@@ -78,6 +78,9 @@ def test_crash_after_the_inbox_commit_applies_the_event_once_on_restart(tmp_path
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "STRIPE_WEBHOOK_SECRETS": PLATFORM_SECRET,
+        # A Stripe address (never called: the recording applier makes no Stripe call) keeps
+        # `serve` from starting the zero-config sandbox, which brings its own secrets.
+        "STRIPE_API_BASE": "http://127.0.0.1:9",
         "INBOX_APPLIER": f"record:{applied}",
         "LOG_LEVEL": "warning",
     }
