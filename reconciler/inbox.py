@@ -228,14 +228,41 @@ async def claim_due(
     return sorted(events, key=lambda event: ids.index(event.id))
 
 
-async def mark_done(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
-    """The applier finished these rows."""
-    if not ids:
+def _still_ours(events: Sequence[InboxEvent]) -> ColumnElement[bool]:
+    """Rows whose claim is still the one these events came from: every claim counts an
+    attempt, so a row reclaimed by another worker after our lease ran out no longer matches."""
+    return and_(
+        inbox_events.c.status == PROCESSING,
+        or_(
+            *(
+                and_(inbox_events.c.id == event.id, inbox_events.c.attempts == event.attempts)
+                for event in events
+            )
+        ),
+    )
+
+
+async def mark_done(conn: AsyncConnection, events: Sequence[InboxEvent], now: datetime) -> None:
+    """The applier finished these rows (those still under this worker's claim)."""
+    if not events:
         return
     await conn.execute(
         update(inbox_events)
-        .where(inbox_events.c.id.in_(ids), inbox_events.c.status == PROCESSING)
+        .where(_still_ours(events))
         .values(status=DONE, locked_until=None, last_error=None, processed_at=now)
+    )
+
+
+async def renew_lease(
+    conn: AsyncConnection, events: Sequence[InboxEvent], now: datetime, policy: InboxPolicy
+) -> None:
+    """Keep rows still waiting in a long batch from being reclaimed by another instance."""
+    if not events:
+        return
+    await conn.execute(
+        update(inbox_events)
+        .where(_still_ours(events))
+        .values(locked_until=now + timedelta(seconds=policy.lease_seconds))
     )
 
 

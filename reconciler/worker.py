@@ -27,6 +27,7 @@ from reconciler.inbox import (
     mark_done,
     mark_failed,
     release,
+    renew_lease,
 )
 from reconciler.metrics import Metrics
 
@@ -83,20 +84,32 @@ class InboxWorker:
         events = await claim_due(
             self._database, claim_time, limit=self._batch_size, policy=self._policy
         )
-        done: list[int] = []
+        done: list[InboxEvent] = []
+        heartbeat = time.monotonic()
         try:
             for index, event in enumerate(events):
                 if self._stopping:
                     await self._release(events[index:], now)
                     break
+                if time.monotonic() - heartbeat > self._policy.lease_seconds / 3:
+                    # A slow batch (Stripe slow to answer): keep the rest of it ours.
+                    await self._checkpoint(done, events[index:], now)
+                    done, heartbeat = [], time.monotonic()
                 if await self._apply(event, now):
-                    done.append(event.id)
+                    done.append(event)
         finally:
             # Done rows are marked together: one commit per batch, not one per event.
-            if done:
-                async with self._database.write() as conn:
-                    await mark_done(conn, done, now or self._clock())
+            await self._checkpoint(done, [], now)
         return len(events)
+
+    async def _checkpoint(
+        self, done: list[InboxEvent], waiting: list[InboxEvent], now: datetime | None
+    ) -> None:
+        if not done and not waiting:
+            return
+        async with self._database.write() as conn:
+            await mark_done(conn, done, now or self._clock())
+            await renew_lease(conn, waiting, now or self._clock(), self._policy)
 
     async def _apply(self, event: InboxEvent, now: datetime | None) -> bool:
         started = time.perf_counter()

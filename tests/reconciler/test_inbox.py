@@ -86,8 +86,8 @@ async def test_inbox_done_rows_are_never_claimed_again(db: Database, now: dateti
     await store(db, now, "evt_1")
     [event] = await inbox.claim_due(db, now, limit=10, policy=POLICY)
     async with db.write() as conn:
-        await inbox.mark_done(conn, [event.id], now)
-        await inbox.mark_done(conn, [event.id], now)  # twice: nothing changes
+        await inbox.mark_done(conn, [event], now)
+        await inbox.mark_done(conn, [event], now)  # twice: nothing changes
     later = now + timedelta(days=1)
     assert await inbox.claim_due(db, later, limit=10, policy=POLICY) == []
     assert await statuses(db) == {"evt_1": ("done", 1)}
@@ -198,7 +198,7 @@ async def test_inbox_backlog_counts_what_waits(db: Database, now: datetime) -> N
     await store(db, now + timedelta(seconds=30), "evt_2", "evt_3")
     [first] = await inbox.claim_due(db, now + timedelta(seconds=30), limit=1, policy=POLICY)
     async with db.write() as conn:
-        await inbox.mark_done(conn, [first.id], now)
+        await inbox.mark_done(conn, [first], now)
     async with db.read() as conn:
         assert await inbox.backlog(conn, now + timedelta(seconds=90)) == inbox.Backlog(2, 60.0)
 
@@ -217,3 +217,18 @@ async def test_inbox_concurrent_claims_never_share_a_row(db: Database, now: date
     )
     ids = [event.id for batch in batches for event in batch]
     assert len(ids) == len(set(ids)) == 20
+
+
+async def test_inbox_a_stale_claim_cannot_mark_a_reclaimed_row_done(
+    db: Database, now: datetime
+) -> None:
+    await store(db, now, "evt_1")
+    [stale] = await inbox.claim_due(db, now, limit=10, policy=POLICY)  # then too slow
+    lease = timedelta(seconds=POLICY.lease_seconds)
+    [current] = await inbox.claim_due(db, now + lease, limit=10, policy=POLICY)
+    async with db.write() as conn:
+        await inbox.mark_done(conn, [stale], now + lease)
+    assert (await statuses(db))["evt_1"] == ("processing", 2)
+    async with db.write() as conn:
+        await inbox.mark_done(conn, [current], now + lease)
+    assert (await statuses(db))["evt_1"] == ("done", 2)

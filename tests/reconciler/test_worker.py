@@ -154,3 +154,32 @@ async def test_worker_stop_gives_back_the_rest_of_the_batch(db: Database, now: d
         ("evt_2", "received", 0),
         ("evt_3", "received", 0),
     ]
+
+
+async def test_worker_keeps_a_slow_batch_leased_until_it_is_done(
+    db: Database, now: datetime
+) -> None:
+    """A batch that outlives a third of its lease renews the rest, so no other instance
+    takes rows this worker is still going to apply."""
+    policy = InboxPolicy(max_attempts=3, lease_seconds=1)
+    await store(db, now, "evt_1", "evt_2", "evt_3")
+    seen_by_other_instance: list[list[InboxEvent]] = []
+
+    class SlowApplier(FakeApplier):
+        async def __call__(self, event: InboxEvent) -> None:
+            await asyncio.sleep(0.4)
+            seen_by_other_instance.append(
+                await inbox.claim_due(db, datetime.now(now.tzinfo), limit=10, policy=policy)
+            )
+            await super().__call__(event)
+
+    applier = SlowApplier()
+    worker = InboxWorker(db, applier, policy=policy)
+    assert await worker.run_once() == 3
+    assert applier.applied == ["evt_1", "evt_2", "evt_3"]
+    assert seen_by_other_instance == [[], [], []]
+    assert [row[:3] for row in await statuses(db)] == [
+        ("evt_1", "done", 1),
+        ("evt_2", "done", 1),
+        ("evt_3", "done", 1),
+    ]
