@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.balance
+	$(BIN)/python -m bench.ingest
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-*
