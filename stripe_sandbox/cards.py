@@ -59,6 +59,12 @@ def method_details(card: Card) -> dict[str, object]:
     }
 
 
+def empty_billing_details() -> dict[str, object]:
+    """Test cards carry no billing details; Stripe still sends every field, as null."""
+    address = dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
+    return {"address": address, "email": None, "name": None, "phone": None}
+
+
 def payment_method_object(pm_id: str, card: Card, created: int) -> dict[str, object]:
     """The `payment_method` Stripe embeds in card errors."""
     details = method_details(card)["card"]
@@ -66,19 +72,7 @@ def payment_method_object(pm_id: str, card: Card, created: int) -> dict[str, obj
     return {
         "id": pm_id,
         "object": "payment_method",
-        "billing_details": {
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
-            "email": None,
-            "name": None,
-            "phone": None,
-        },
+        "billing_details": empty_billing_details(),
         "card": {
             k: details[k]
             for k in (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .cards import method_details
+from .cards import empty_billing_details, method_details
 from .forms import check_known, get_str, metadata_update
 from .state import Card, Sandbox
 from .store import paginate
@@ -34,19 +34,7 @@ def new_charge(sb: Sandbox, intent: Obj, pm_id: str, card: Card) -> Obj:
         "application_fee": None,
         "application_fee_amount": None,
         "balance_transaction": None,
-        "billing_details": {
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
-            "email": None,
-            "name": None,
-            "phone": None,
-        },
+        "billing_details": empty_billing_details(),
         "calculated_statement_descriptor": "ICPAY SANDBOX",
         "captured": not declined,
         "created": sb.clock.timestamp(),
