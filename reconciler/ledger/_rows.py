@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.db.engine import lock_merchant
+from reconciler.db.tables import merchants
 from reconciler.errors import NotFound
 
 SINGULAR = {
@@ -29,9 +29,17 @@ async def get_row(conn: AsyncConnection, table: Table, row_id: int) -> Row[Any]:
 async def lock_row(conn: AsyncConnection, table: Table, row_id: int) -> Row[Any]:
     """The row as it is once its merchant is locked: every change to one merchant's money
     (a status, a reversal, a refund's give-back) happens one at a time, decided on fresh data.
-    One merchant per transaction, always merchant first, so these locks cannot deadlock."""
-    row = await get_row(conn, table, row_id)
-    await lock_merchant(conn, row.id if table.name == "merchants" else row.merchant_id)
+
+    PostgreSQL: the owning merchant's row is taken `FOR UPDATE` first (one merchant per
+    transaction, always merchant first, so these locks cannot deadlock). SQLite: the
+    `BEGIN IMMEDIATE` of `Database.write` already holds the only write lock.
+    """
+    if conn.dialect.name != "sqlite":
+        owner = table.c.id if table.name == "merchants" else table.c.merchant_id
+        merchant_id = select(owner).where(table.c.id == row_id).scalar_subquery()
+        await conn.execute(
+            select(merchants.c.id).where(merchants.c.id == merchant_id).with_for_update()
+        )
     return await get_row(conn, table, row_id)
 
 
