@@ -58,6 +58,7 @@ def now() -> datetime:
     return datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
+@pytest.hookimpl(trylast=True)  # the last word of the run, under pytest's own summary
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _postgres is None:
         return
