@@ -41,6 +41,8 @@ class Call:
     method: str
     base_url: str
     api_key: str
+    # The Stripe-Account header: whose events to read (the only use the sandbox supports).
+    account: str | None = None
 
 
 Handler = Callable[[Sandbox, Call], "Obj | tuple[int, Obj]"]
@@ -92,10 +94,11 @@ def api_endpoint(sb: Sandbox, handler: Handler) -> Callable[[Request], Awaitable
         api_key = ""
         try:
             api_key = authenticate(request)
-            if request.headers.get("stripe-account"):
+            account = request.headers.get("stripe-account") or None
+            if account and not (method == "GET" and path.startswith("/v1/events")):
                 raise invalid_request(
                     "The sandbox keeps no connected-account context: the Stripe-Account "
-                    "header is not supported."
+                    "header is supported only for reading a connected account's events."
                 )
             raw = (await request.body()).decode() if method == "POST" else request.url.query
             params = decode(raw)
@@ -110,7 +113,9 @@ def api_endpoint(sb: Sandbox, handler: Handler) -> Callable[[Request], Awaitable
                     return _respond(
                         saved.status, saved.body, {**headers, "Idempotent-Replayed": "true"}
                     )
-            call = Call(params, dict(request.path_params), method, str(request.base_url), api_key)
+            call = Call(
+                params, dict(request.path_params), method, str(request.base_url), api_key, account
+            )
             try:
                 status, payload = await _run(sb, handler, call, request_id, key)
             except StripeError as exc:

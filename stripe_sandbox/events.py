@@ -51,9 +51,16 @@ def create_event(
     return event
 
 
-def _visible(sb: Sandbox) -> list[Obj]:
+def _visible(sb: Sandbox, account: str | None) -> list[Obj]:
+    """The events within retention of the platform (`account` None) or of one connected
+    account: Stripe lists an account's events only for requests made as that account
+    (the Stripe-Account header)."""
     horizon = sb.clock.timestamp() - sb.settings.event_retention_days * 86_400
-    return [e for e in sb.store.newest_first("event") if e["created"] >= horizon]
+    return [
+        e
+        for e in sb.store.newest_first("event")
+        if e["created"] >= horizon and e.get("account") == account
+    ]
 
 
 def list_events(sb: Sandbox, call: Call) -> Obj:
@@ -70,25 +77,26 @@ def list_events(sb: Sandbox, call: Call) -> Obj:
             "types",
         },
     )
-    rows = _visible(sb)
+    visible = rows = _visible(sb, call.account)
     single = get_str(params, "type")
     types = get_list(params, "types")
     if single and types:
         raise invalid_request("You cannot specify both `type` and `types`.", param="types")
-    patterns = types or ([single] if single else [])
-    if patterns:
-        rows = [e for e in rows if any(fnmatch.fnmatchcase(e["type"], p) for p in patterns)]
+    if single:  # `type` may hold a `*` wildcard; `types` takes exact names only
+        rows = [e for e in rows if fnmatch.fnmatchcase(e["type"], single)]
+    elif types:
+        rows = [e for e in rows if e["type"] in types]
     if "delivery_success" in params:
         wanted = get_bool(params, "delivery_success")
         rows = [e for e in rows if (e["pending_webhooks"] == 0) == wanted]
-    return paginate(rows, params, "/v1/events")
+    return paginate(rows, params, "/v1/events", cursors=visible)
 
 
 def retrieve_event(sb: Sandbox, call: Call) -> Obj:
     check_known(call.params, set())
     event = sb.store.get("event", call.path["id"])
     horizon = sb.clock.timestamp() - sb.settings.event_retention_days * 86_400
-    if event["created"] < horizon:
+    if event["created"] < horizon or event.get("account") != call.account:
         raise missing("event", event["id"])
     return event
 

@@ -250,7 +250,7 @@ def update_refund(sb: Sandbox, call: Call) -> Obj:
 def cancel_refund(sb: Sandbox, call: Call) -> Obj:
     check_known(call.params, set())
     refund = sb.store.get("refund", call.path["id"])
-    if refund["status"] not in ("pending", "requires_action"):
+    if refund["status"] != "requires_action":
         raise StripeError(
             400,
             "invalid_request_error",

@@ -90,8 +90,15 @@ def created_filter(params: Params) -> Callable[[Obj], bool]:
     return lambda obj: all(_COMPARE[op](obj["created"], ts) for op, ts in checks)
 
 
-def paginate(items: Iterable[Obj], params: Params, url: str) -> Obj:
-    """A Stripe list object over `items`, which must already be newest first."""
+def paginate(
+    items: Iterable[Obj], params: Params, url: str, *, cursors: list[Obj] | None = None
+) -> Obj:
+    """A Stripe list object over `items`, which must already be newest first.
+
+    A cursor is an object, not a row of this page's filter: it is placed among `cursors`
+    (all objects of the kind, newest first; default: `items`), so "everything since the last
+    event I saw" works whatever that event's type.
+    """
     limit = get_int(params, "limit")
     if limit is None:
         limit = 10
@@ -109,14 +116,18 @@ def paginate(items: Iterable[Obj], params: Params, url: str) -> Obj:
             "You may only specify one of these parameters: ending_before, starting_after.",
             param="ending_before",
         )
+    if after or before:
+        order = {obj["id"]: i for i, obj in enumerate(rows if cursors is None else cursors)}
     if after:
-        index = _index_of(rows, after, "starting_after")
-        page = rows[index + 1 : index + 1 + limit]
-        has_more = index + 1 + limit < len(rows)
+        cursor = _position(order, after, "starting_after")
+        older = [obj for obj in rows if order.get(obj["id"], -1) > cursor]
+        page = older[:limit]
+        has_more = limit < len(older)
     elif before:
-        index = _index_of(rows, before, "ending_before")
-        start = max(0, index - limit)
-        page = rows[start:index]
+        cursor = _position(order, before, "ending_before")
+        newer = [obj for obj in rows if order.get(obj["id"], len(order)) < cursor]
+        start = max(0, len(newer) - limit)
+        page = newer[start:]
         has_more = start > 0
     else:
         page = rows[:limit]
@@ -124,11 +135,12 @@ def paginate(items: Iterable[Obj], params: Params, url: str) -> Obj:
     return {"object": "list", "data": page, "has_more": has_more, "url": url}
 
 
-def _index_of(rows: list[Obj], object_id: Any, param: str) -> int:
-    for index, obj in enumerate(rows):
-        if obj["id"] == object_id:
-            return index
-    raise invalid_request(f"No such object: '{object_id}'", param=param, code="resource_missing")
+def _position(order: dict[str, int], object_id: Any, param: str) -> int:
+    if object_id not in order:
+        raise invalid_request(
+            f"No such object: '{object_id}'", param=param, code="resource_missing"
+        )
+    return order[object_id]
 
 
 def expand(store: Store, body: Obj, params: Params) -> Obj:

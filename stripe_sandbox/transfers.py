@@ -155,6 +155,9 @@ def reverse_transfer(sb: Sandbox, transfer_id: str, params: Params) -> Obj:
             param="amount",
         )
     reversal_id = sb.ids.new("trr")
+    # Money a transfer took from a charge's pending funds comes back pending too: a reversal
+    # cannot make unsettled money spendable.
+    spent = sb.store.get("balance_transaction", transfer["balance_transaction"])
     txn = money.add_transaction(
         sb,
         type_="transfer_refund",
@@ -162,6 +165,7 @@ def reverse_transfer(sb: Sandbox, transfer_id: str, params: Params) -> Obj:
         currency=transfer["currency"],
         source=reversal_id,
         description="REFUND FOR TRANSFER",
+        available_on=max(sb.clock.timestamp(), int(spent["available_on"])),
     )
     reversal: Obj = {
         "id": reversal_id,

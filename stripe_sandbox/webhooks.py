@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 
-_EVENT_PATTERN = re.compile(r"^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$")
+# Stripe takes `*` or exact event names; a pattern such as `charge.*` is refused.
+_EVENT_PATTERN = re.compile(r"^(\*|[a-z_0-9]+(\.[a-z_0-9]+)+)$")
 
 
 def _enabled_events(params: Params, *, required: bool) -> list[str] | None:

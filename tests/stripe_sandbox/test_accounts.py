@@ -138,5 +138,9 @@ def test_set_requirements_disables_payouts_and_blocks_transfers(
     assert refused.value.code == "insufficient_capabilities_for_transfer"
     control.post(f"/accounts/{account.id}/requirements", {"currently_due": []})
     assert client.v1.accounts.retrieve(account.id).payouts_enabled is True
-    updates = client.v1.events.list(params={"type": "account.updated"}).data
+    # An account's events are listed as that account, never among the platform's.
+    assert client.v1.events.list(params={"type": "account.updated"}).data == []
+    updates = client.v1.events.list(
+        params={"type": "account.updated"}, options={"stripe_account": account.id}
+    ).data
     assert len(updates) == 3 and all(e.account == account.id for e in updates)

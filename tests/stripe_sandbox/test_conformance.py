@@ -164,6 +164,8 @@ def test_every_object_type_matches_the_spec(client: stripe.StripeClient, control
         client.v1.balance_transactions.list(params={"limit": 100}),
         client.v1.accounts.list(params={"limit": 100}),
         client.v1.events.list(params={"limit": 100}),
+        client.v1.events.list(params={"limit": 100}, options={"stripe_account": account.id}),
+        client.v1.events.list(params={"limit": 100}, options={"stripe_account": fresh.id}),
         client.v1.webhook_endpoints.list(),
     ):
         body = raw(listing)

@@ -58,3 +58,27 @@ def _run_scenario() -> list[str]:
 
 def test_same_seed_gives_the_same_ids() -> None:
     assert _run_scenario() == _run_scenario()
+
+
+def test_types_take_exact_names_and_type_takes_a_wildcard(client: stripe.StripeClient) -> None:
+    pay(client, 1_000)
+    assert client.v1.events.list(params={"types": ["charge.*"]}).data == []
+    exact = client.v1.events.list(params={"types": ["charge.succeeded"]}).data
+    wildcard = client.v1.events.list(params={"type": "charge.*"}).data
+    assert [e.type for e in exact] == [e.type for e in wildcard] == ["charge.succeeded"]
+
+
+def test_a_cursor_need_not_match_the_filter(client: stripe.StripeClient) -> None:
+    """Polling "every charge event since the last event I saw", whatever that event was."""
+    pay(client, 1_000)
+    [last_seen, *_] = client.v1.events.list(params={"limit": 100}).data
+    assert last_seen.type.startswith("payment_intent.")
+    pay(client, 2_000)
+    newer = client.v1.events.list(
+        params={"type": "charge.*", "ending_before": last_seen.id, "limit": 100}
+    ).data
+    assert [(e.type, e.data.object["amount"]) for e in newer] == [("charge.succeeded", 2_000)]
+    older = client.v1.events.list(
+        params={"type": "charge.*", "starting_after": last_seen.id, "limit": 100}
+    ).data
+    assert [(e.type, e.data.object["amount"]) for e in older] == [("charge.succeeded", 1_000)]

@@ -225,3 +225,26 @@ def test_balance_transactions_filter_by_type_and_source(client: stripe.StripeCli
     with pytest.raises(stripe.InvalidRequestError) as no_payout:
         client.v1.balance_transactions.list(params={"payout": "po_missing"})
     assert no_payout.value.code == "resource_missing"
+
+
+def test_reversing_a_transfer_of_pending_funds_gives_back_pending_funds(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    account = merchant(client, control)
+    intent = pay(client, 2_000)  # visa: pending for two days
+    transfer = client.v1.transfers.create(
+        params={
+            "amount": 1_500,
+            "currency": "usd",
+            "destination": account.id,
+            "source_transaction": str(intent.latest_charge),
+        }
+    )
+    client.v1.transfers.reversals.create(transfer.id)
+    available = client.v1.balance.retrieve().available
+    assert sum(entry.amount for entry in available) == 0
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.transfers.create(
+            params={"amount": 1_500, "currency": "usd", "destination": account.id}
+        )
+    assert refused.value.code == "balance_insufficient"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import stripe
 
 from .factories import Control, Receiver, merchant, pay
@@ -82,10 +83,16 @@ def test_connect_events_carry_account_and_go_only_to_connect_endpoints(
 def test_enabled_events_filter_what_is_delivered(
     client: stripe.StripeClient, control: Control, receiver: Receiver
 ) -> None:
-    _endpoint(client, receiver.url, ["charge.*"])
+    _endpoint(client, receiver.url, ["charge.succeeded"])
     pay(client, 1_000)
     control.flush()
     assert receiver.types() == ["charge.succeeded"]
+
+
+def test_enabled_events_take_exact_names_or_star(client: stripe.StripeClient) -> None:
+    for wrong in ("charge.*", "charge", "Charge.Succeeded"):
+        with pytest.raises(stripe.InvalidRequestError, match="Invalid event type"):
+            _endpoint(client, "https://a.example/hook", [wrong])
 
 
 def test_non_2xx_deliveries_are_retried_with_backoff(
