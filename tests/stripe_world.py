@@ -40,16 +40,25 @@ class StripeWorld:
         return response.json()
 
     async def events(self) -> list[StoredEvent]:
-        """Every event so far, oldest first, as the inbox would store them."""
-        collected: list[dict[str, Any]] = []
+        """Every event so far, the platform's and each connected account's (read as that
+        account, as Stripe requires), oldest first, as the inbox would store them."""
+        collected = await self._events_of(None)
+        accounts = await self.client.v1.accounts.list_async(params={"limit": 100})
+        for account in accounts.data:
+            collected.extend(await self._events_of(account.id))
+        collected.sort(key=lambda event: event["created"])  # stable: each list keeps its order
+        return [StoredEvent(json.dumps(event)) for event in collected]
+
+    async def _events_of(self, account: str | None) -> list[dict[str, Any]]:
+        options: dict[str, Any] = {"stripe_account": account} if account else {}
+        newest_first: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": 100}
         while True:
-            page = await self.client.v1.events.list_async(params=params)
-            collected.extend(event.to_dict() for event in page.data)
+            page = await self.client.v1.events.list_async(params=params, options=options)  # type: ignore[arg-type]
+            newest_first.extend(event.to_dict() for event in page.data)
             if not page.has_more:
-                break
+                return list(reversed(newest_first))
             params["starting_after"] = page.data[-1].id
-        return [StoredEvent(json.dumps(event)) for event in reversed(collected)]
 
     async def pay(self, merchant_id: int, amount: int, card: str, **extra: Any) -> Any:
         params = {
