@@ -34,12 +34,24 @@ from reconciler.db.tables import (
 from reconciler.ledger.balances import account_balance, check_balance_invariant
 from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.payouts import reserve_payout
-from tests.factories import all_balances, payable_merchant
+from tests.factories import Legs, all_balances, journal_history, payable_merchant
 from tests.stripe_world import TWO_DAYS_AND_A_BIT, StripeWorld
 
 FEE_PERCENT = Decimal(10)
 AVAILABLE = "platform:stripe_available"
 PENDING = "platform:stripe_pending"
+PAYABLE = "merchant:1:payable"
+IN_FLIGHT = "platform:payouts_in_flight"
+
+# The journal of one paid 100.00 card payment, once its funds are available.
+PAID = [
+    (
+        "payment:1:succeeded",
+        [(PAYABLE, 0, 9000), ("platform:fee_revenue", 0, 1000), (PENDING, 10000, 0)],
+    ),
+    ("payment:1:stripe_fee", [("platform:stripe_fees", 320, 0), (PENDING, 0, 320)]),
+]
+AVAILABLE_NOW = [("payment:1:funds_available", [(AVAILABLE, 9680, 0), (PENDING, 0, 9680)])]
 
 
 @dataclass
@@ -59,6 +71,12 @@ class Scene:
             assert await all_balances(conn, merchant_id) == (merchant, merchant, merchant)
             assert await account_balance(conn, AVAILABLE, "usd") == available
             assert await check_balance_invariant(conn) == []
+
+    async def assert_journal(self, expected: list[tuple[str, Legs]]) -> None:
+        """Every entry, exactly. Compared by the fact each records: the order events arrive in
+        may change the order entries were posted in, never what they are."""
+        async with self.db.read() as conn:
+            assert sorted(await journal_history(conn)) == sorted(expected)
 
     async def merchant(self) -> int:
         async with self.db.write() as conn:
@@ -85,11 +103,13 @@ async def visa_payment_is_pending_then_available(scene: Scene) -> None:
         payments, "payment_intent_id", "status", "platform_fee", "stripe_fee", "funds_available"
     ) == [(intent.id, "succeeded", 1000, 320, False)]
     await scene.assert_balances(merchant_id, 9000, available=0)
+    await scene.assert_journal(PAID)
 
     await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
     await scene.settle()
     assert await scene.rows(payments, "funds_available") == [(True,)]
     await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
     async with scene.db.read() as conn:
         assert await account_balance(conn, PENDING, "usd") == 0
 
@@ -100,6 +120,7 @@ async def bypass_pending_card_is_available_at_once(scene: Scene) -> None:
     await scene.settle()
     assert await scene.rows(payments, "status", "funds_available") == [("succeeded", True)]
     await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
 
 
 async def declined_card_books_nothing(scene: Scene) -> None:
@@ -109,6 +130,7 @@ async def declined_card_books_nothing(scene: Scene) -> None:
     await scene.settle()
     assert await scene.rows(payments, "status") == [("failed",)]
     await scene.assert_balances(merchant_id, 0, available=0)
+    await scene.assert_journal([])
 
 
 async def dashboard_refund_becomes_a_dashboard_refund_record(scene: Scene) -> None:
@@ -123,6 +145,9 @@ async def dashboard_refund_becomes_a_dashboard_refund_record(scene: Scene) -> No
     ]
     assert await scene.rows(payments, "status", "amount_refunded") == [("partially_refunded", 2500)]
     await scene.assert_balances(merchant_id, 6500, available=9680 - 2500)
+    await scene.assert_journal(
+        [*PAID, *AVAILABLE_NOW, ("refund:1:booked", [(PAYABLE, 2500, 0), (AVAILABLE, 0, 2500)])]
+    )
 
 
 async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -> None:
@@ -139,6 +164,14 @@ async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -
     ]
     assert await scene.rows(payments, "status", "amount_refunded") == [("succeeded", 0)]
     await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            ("refund:1:booked", [(PAYABLE, 4000, 0), (AVAILABLE, 0, 4000)]),
+            ("refund:1:returned", [(PAYABLE, 0, 4000), (AVAILABLE, 4000, 0)]),
+        ]
+    )
 
 
 async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene) -> None:
@@ -163,6 +196,15 @@ async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene)
         ("amount_reversed", transfer.id, 2000)
     ]
     await scene.assert_balances(merchant_id, 6000, available=9680 - 3000)
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            ("payout:1:reserved", [(PAYABLE, 5000, 0), (IN_FLIGHT, 0, 5000)]),
+            ("payout:1:transferred", [(IN_FLIGHT, 5000, 0), (AVAILABLE, 0, 5000)]),
+            ("payout:1:reversed_to:2000", [(PAYABLE, 0, 2000), (AVAILABLE, 2000, 0)]),
+        ]
+    )
 
 
 async def onboarding_completed_enables_the_merchant(scene: Scene) -> None:
@@ -180,6 +222,7 @@ async def onboarding_completed_enables_the_merchant(scene: Scene) -> None:
     assert await scene.rows(
         merchants, "stripe_account_id", "connect_status", "payouts_enabled", "requirements_due"
     ) == [(account.id, "enabled", True, [])]
+    await scene.assert_journal([])
 
 
 async def what_is_not_ours_becomes_a_discrepancy_never_a_booking(scene: Scene) -> None:
@@ -199,6 +242,7 @@ async def what_is_not_ours_becomes_a_discrepancy_never_a_booking(scene: Scene) -
     await scene.settle()
     assert await scene.rows(payments, "id") == []
     assert await scene.rows(payouts, "id") == []
+    await scene.assert_journal([])
     found = await scene.rows(discrepancies, "kind", "object_type", "object_id", "merchant_id")
     assert sorted(found, key=str) == sorted(
         [
@@ -219,6 +263,7 @@ async def balance_available_stores_the_platform_balance(scene: Scene) -> None:
         platform_balance_snapshots, "currency", "available", "pending", "source"
     )
     assert snapshots and snapshots[-1] == ("usd", 9680, 0, "balance.available")
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
 
 
 SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [

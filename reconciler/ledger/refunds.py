@@ -41,8 +41,10 @@ async def create_refund(
 
     `require_balance=False` is for refunds Stripe already made (the Dashboard): they are facts
     to record even when they leave the merchant short; the reconciler reports that. A refund
-    first seen already failed or canceled (`status`) moved no money: it is recorded as it is,
-    with nothing to check and nothing to book.
+    first seen already failed or canceled (`status`) is recorded as it is, with nothing to
+    check, and both halves booked: Stripe took the amount and gave it back (a `refund` and a
+    `refund_failure` balance transaction), so the journal says the same whatever order the
+    events came in.
     """
     check_positive(amount, "refund amount")
     if source not in SOURCES:
@@ -50,9 +52,12 @@ async def create_refund(
     REFUND.check_known(status)
     payment = await lock_row(conn, payments, payment_id)
     if status in REFUND_RELEASED:
-        return await _insert(
+        refund_id = await _insert(
             conn, payment, amount, status, source, stripe_refund_id, reason, now, failure_reason
         )
+        await _book(conn, refund_id, payment, amount, now=now)
+        await _give_back(conn, await get_refund(conn, refund_id), now=now)
+        return refund_id
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}: nothing to refund")
     refundable = payment.amount - payment.amount_refunded
@@ -70,6 +75,13 @@ async def create_refund(
         conn, payment, amount, "pending", source, stripe_refund_id, reason, now
     )
     await refresh_amount_refunded(conn, payment_id, now=now)
+    await _book(conn, refund_id, payment, amount, now=now)
+    return refund_id
+
+
+async def _book(
+    conn: AsyncConnection, refund_id: int, payment: Row[Any], amount: int, *, now: datetime
+) -> None:
     await journal.post(
         conn,
         f"refund:{refund_id}:booked",
@@ -83,7 +95,6 @@ async def create_refund(
         now=now,
         merchant_id=payment.merchant_id,
     )
-    return refund_id
 
 
 async def _insert(
