@@ -154,13 +154,11 @@ async def _settle(
 async def _payment_for_intent(
     ctx: ApplyContext, conn: AsyncConnection, intent: StripeObject
 ) -> Row[Any] | None:
-    payment = await _find.payment_by_intent(conn, intent["id"])
+    payment = await _find.ours(
+        conn, payments, "payment_intent_id", intent, "icpay_payment_id", now=ctx.clock()
+    )
     if payment is not None:
         return payment
-    ours = await _find.payment_by_id(conn, metadata_int(intent, "icpay_payment_id"))
-    if ours is not None and ours.payment_intent_id is None:
-        await update_row(conn, payments, ours.id, now=ctx.clock(), payment_intent_id=intent["id"])
-        return await _find.payment_by_id(conn, ours.id)
     merchant = await _find.merchant_by_id(conn, metadata_int(intent, "icpay_account_id"))
     if merchant is None:
         await report_unattributed(

@@ -15,11 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
+from reconciler.apply.context import ApplyContext, stripe_id
 from reconciler.apply.payments import apply_payment_intent
 from reconciler.db.tables import refunds
 from reconciler.gateway import StripeObject
-from reconciler.ledger._rows import update_row
 from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
 
@@ -60,13 +59,11 @@ async def _payment_of(conn: AsyncConnection, refund: StripeObject) -> Row[Any] |
 async def _refund_row(
     ctx: ApplyContext, conn: AsyncConnection, refund: StripeObject
 ) -> Row[Any] | None:
-    row = await _find.refund_by_stripe_id(conn, refund["id"])
+    row = await _find.ours(
+        conn, refunds, "stripe_refund_id", refund, "icpay_refund_id", now=ctx.clock()
+    )
     if row is not None:
         return row
-    ours = await _find.refund_by_id(conn, metadata_int(refund, "icpay_refund_id"))
-    if ours is not None and ours.stripe_refund_id is None:
-        await update_row(conn, refunds, ours.id, now=ctx.clock(), stripe_refund_id=refund["id"])
-        return await _find.refund_by_id(conn, ours.id)
     payment = await _payment_of(conn, refund)
     if payment is None:
         await report_unattributed(ctx, conn, refund, "refund of a payment the ledger does not hold")
