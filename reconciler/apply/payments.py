@@ -54,19 +54,7 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
         if payment is None:
             return
         received = int(intent.get("amount_received") or 0)
-        if status == "succeeded" and received != payment.amount:
-            await record_discrepancy(
-                conn,
-                kind="amount_mismatch",
-                object_type="payment_intent",
-                object_id=intent["id"],
-                merchant_id=payment.merchant_id,
-                detail=f"Stripe received {received}, the payment is for {payment.amount}",
-                detected_by=ctx.detected_by,
-                now=now,
-                ledger_value={"amount": payment.amount},
-                stripe_value={"amount_received": received},
-            )
+        if status == "succeeded" and await _amount_differs(ctx, conn, payment, intent, received):
             return
         await advance_payment(
             conn,
@@ -102,6 +90,9 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
         if not isinstance(charge.get("balance_transaction"), dict):
             charge = await ctx.stripe.charge(charge["id"])
         async with ctx.db.write() as conn:
+            captured = int(charge.get("amount_captured", charge.get("amount")) or 0)
+            if await _amount_differs(ctx, conn, payment, charge, captured):
+                return
             await advance_payment(
                 conn,
                 payment.id,
@@ -113,6 +104,27 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
             await _settle(conn, payment.id, charge, ctx)
     if int(charge.get("amount_refunded") or 0) != payment.amount_refunded or charge.get("refunded"):
         await _apply_charge_refunds(ctx, charge)
+
+
+async def _amount_differs(
+    ctx: ApplyContext, conn: AsyncConnection, payment: Row[Any], obj: StripeObject, received: int
+) -> bool:
+    """A success for another amount than the payment's is reported, never booked."""
+    if received == payment.amount:
+        return False
+    await record_discrepancy(
+        conn,
+        kind="amount_mismatch",
+        object_type=str(obj["object"]),
+        object_id=obj["id"],
+        merchant_id=payment.merchant_id,
+        detail=f"Stripe received {received}, the payment is for {payment.amount}",
+        detected_by=ctx.detected_by,
+        now=ctx.clock(),
+        ledger_value={"amount": payment.amount},
+        stripe_value={"amount_received": received},
+    )
+    return True
 
 
 async def _apply_charge_refunds(ctx: ApplyContext, charge: StripeObject) -> None:

@@ -171,3 +171,40 @@ async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: dat
         )
         merchant = await get_merchant(conn, merchant_id)
     assert (merchant.connect_status, merchant.payouts_enabled) == ("deauthorized", False)
+
+
+async def test_a_succeeded_charge_for_another_amount_is_reported_not_booked(
+    db: Database, now: datetime
+) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+        payment_id = await create_payment(
+            conn,
+            merchant_id=merchant_id,
+            amount=10000,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+            payment_intent_id="pi_1",
+        )
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "payment_intent": "pi_1",
+        "status": "succeeded",
+        "captured": True,
+        "amount": 10000,
+        "amount_captured": 9000,
+        "amount_refunded": 0,
+        "refunded": False,
+        "balance_transaction": {"fee": 320, "status": "available", "available_on": 1},
+    }
+    ctx = ApplyContext(db=db, stripe=FakeStripe(charge), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    await apply_object(ctx, charge)
+
+    async with db.read() as conn:
+        assert (await get_payment(conn, payment_id)).status == "pending"
+        assert await all_balances(conn, merchant_id) == (0, 0, 0)
+        found = (await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))).all()
+    assert [tuple(row) for row in found] == [("amount_mismatch", "ch_1")]
