@@ -8,15 +8,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from reconciler.apply import apply_object
+from reconciler.apply import _find, apply_object
 from reconciler.apply.context import ApplyContext
 from reconciler.db.engine import Database
-from reconciler.db.tables import discrepancies
+from reconciler.db.tables import discrepancies, payments
 from reconciler.ledger.merchants import get_merchant, mark_deauthorized, set_connect_state
 from reconciler.ledger.payments import create_payment, get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, reserve_payout
 from reconciler.money import FeeSchedule
 from tests.factories import all_balances, payable_merchant, settled_payment
+
+
+async def discrepancy_rows(db: Database) -> list[tuple[str, str]]:
+    async with db.read() as conn:
+        found = await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))
+        return [(kind, object_id) for kind, object_id in found]
 
 
 class FakeStripe:
@@ -118,42 +124,7 @@ async def test_a_transfer_that_is_not_the_payouts_is_reported_not_booked(
             0,
         )
         assert await all_balances(conn, 1) == (5000, 5000, 5000)
-        found = (await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))).all()
-    assert [tuple(row) for row in found] == [(kind, transfer["id"])]
-
-
-async def test_a_succeeded_intent_for_another_amount_is_reported_not_booked(
-    db: Database, now: datetime
-) -> None:
-    async with db.write() as conn:
-        merchant_id = await payable_merchant(conn, now)
-        payment_id = await create_payment(
-            conn,
-            merchant_id=merchant_id,
-            amount=10000,
-            currency="usd",
-            fees=FeeSchedule(),
-            now=now,
-        )
-    intent = {
-        "id": "pi_1",
-        "object": "payment_intent",
-        "status": "succeeded",
-        "amount": 10000,
-        "amount_received": 9000,
-        "currency": "usd",
-        "latest_charge": None,
-        "metadata": {"icpay_payment_id": str(payment_id)},
-    }
-    ctx = ApplyContext(db=db, stripe=FakeStripe(intent), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
-
-    await apply_object(ctx, intent)
-
-    async with db.read() as conn:
-        assert (await get_payment(conn, payment_id)).status == "pending"
-        assert await all_balances(conn, merchant_id) == (0, 0, 0)
-        found = (await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))).all()
-    assert [tuple(row) for row in found] == [("amount_mismatch", "pi_1")]
+    assert await discrepancy_rows(db) == [(kind, transfer["id"])]
 
 
 async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: datetime) -> None:
@@ -173,8 +144,33 @@ async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: dat
     assert (merchant.connect_status, merchant.payouts_enabled) == ("deauthorized", False)
 
 
-async def test_a_succeeded_charge_for_another_amount_is_reported_not_booked(
-    db: Database, now: datetime
+INTENT_FOR_LESS = {
+    "id": "pi_1",
+    "object": "payment_intent",
+    "status": "succeeded",
+    "amount": 10000,
+    "amount_received": 9000,
+    "currency": "usd",
+    "latest_charge": None,
+    "metadata": {},
+}
+CHARGE_FOR_LESS = {
+    "id": "ch_1",
+    "object": "charge",
+    "payment_intent": "pi_1",
+    "status": "succeeded",
+    "captured": True,
+    "amount": 10000,
+    "amount_captured": 9000,
+    "amount_refunded": 0,
+    "refunded": False,
+    "balance_transaction": {"fee": 320, "status": "available", "available_on": 1},
+}
+
+
+@pytest.mark.parametrize("snapshot", [INTENT_FOR_LESS, CHARGE_FOR_LESS], ids=["intent", "charge"])
+async def test_a_success_for_another_amount_is_reported_not_booked(
+    db: Database, now: datetime, snapshot: dict[str, Any]
 ) -> None:
     async with db.write() as conn:
         merchant_id = await payable_merchant(conn, now)
@@ -187,24 +183,43 @@ async def test_a_succeeded_charge_for_another_amount_is_reported_not_booked(
             now=now,
             payment_intent_id="pi_1",
         )
-    charge = {
-        "id": "ch_1",
-        "object": "charge",
-        "payment_intent": "pi_1",
-        "status": "succeeded",
-        "captured": True,
-        "amount": 10000,
-        "amount_captured": 9000,
-        "amount_refunded": 0,
-        "refunded": False,
-        "balance_transaction": {"fee": 320, "status": "available", "available_on": 1},
-    }
-    ctx = ApplyContext(db=db, stripe=FakeStripe(charge), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+    ctx = ApplyContext(db=db, stripe=FakeStripe(snapshot), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
 
-    await apply_object(ctx, charge)
+    await apply_object(ctx, snapshot)
 
     async with db.read() as conn:
         assert (await get_payment(conn, payment_id)).status == "pending"
         assert await all_balances(conn, merchant_id) == (0, 0, 0)
-        found = (await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))).all()
-    assert [tuple(row) for row in found] == [("amount_mismatch", "ch_1")]
+    assert await discrepancy_rows(db) == [("amount_mismatch", snapshot["id"])]
+
+
+async def test_our_row_named_in_metadata_takes_the_stripe_id_once(
+    db: Database, now: datetime
+) -> None:
+    async with db.write() as conn:
+        merchant_id = await payable_merchant(conn, now)
+        payment_id = await create_payment(
+            conn,
+            merchant_id=merchant_id,
+            amount=10000,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+        )
+        named = {"id": "pi_1", "metadata": {"icpay_payment_id": str(payment_id)}}
+        claimed = await _find.ours(
+            conn, payments, "payment_intent_id", named, "icpay_payment_id", now=now
+        )
+        assert claimed is not None and (claimed.id, claimed.payment_intent_id) == (
+            payment_id,
+            "pi_1",
+        )
+        # Another intent naming the same payment cannot take it over.
+        other = {"id": "pi_2", "metadata": {"icpay_payment_id": str(payment_id)}}
+        assert (
+            await _find.ours(
+                conn, payments, "payment_intent_id", other, "icpay_payment_id", now=now
+            )
+            is None
+        )
+        assert (await get_payment(conn, payment_id)).payment_intent_id == "pi_1"
