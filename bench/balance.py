@@ -34,13 +34,14 @@ from reconciler.ledger.balances import (
     merchant_balance,
 )
 from reconciler.ledger.merchants import create_merchant
+from reconciler.ledger.session import ledger_session
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 async def load_history(db: Database, rows: int) -> int:
     """A merchant with `rows` succeeded payments, each booked in the journal."""
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await create_merchant(conn, name=f"bench-{rows}", now=NOW)
         seq = select(literal(1).label("n")).cte("seq", recursive=True)
         seq = seq.union_all(select(seq.c.n + 1).where(seq.c.n < rows))

@@ -45,6 +45,7 @@ from reconciler.db.engine import Database
 from reconciler.db.schema import migrate
 from reconciler.db.tables import inbox_events
 from reconciler.ledger.merchants import create_merchant
+from reconciler.ledger.session import ledger_session
 from reconciler.signature import compute_signature
 
 SECRET = "whsec_bench_ingest"
@@ -123,7 +124,7 @@ async def prepare(url: str) -> int:
     db = Database(url)
     try:
         await migrate(db)
-        async with db.write() as conn:
+        async with ledger_session(db) as conn:
             return await create_merchant(conn, name="bench", now=datetime.now(UTC))
     finally:
         await db.dispose()

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.dialect import insert_for
 from reconciler.db.tables import discrepancies
+from reconciler.ledger.session import Queryable
 
 KINDS = (
     "missing_in_ledger",
@@ -29,7 +29,7 @@ KINDS = (
 
 
 async def record_discrepancy(
-    conn: AsyncConnection,
+    conn: Queryable,
     *,
     kind: str,
     object_type: str,

@@ -13,6 +13,7 @@ from reconciler.db.tables import journal_entries, journal_legs
 from reconciler.ledger import balances
 from reconciler.ledger.merchants import create_merchant, set_connect_state
 from reconciler.ledger.payments import advance_payment, create_payment, release_funds
+from reconciler.ledger.session import ledger_session
 from reconciler.money import FeeSchedule
 
 NO_FEES = FeeSchedule()
@@ -62,7 +63,7 @@ async def settled_payment(
 
 
 async def funded_merchant(db: Database, now: datetime, amount: int) -> int:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await settled_payment(conn, merchant_id, amount, now)
     return merchant_id

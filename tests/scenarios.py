@@ -34,6 +34,7 @@ from reconciler.db.tables import (
 from reconciler.ledger.balances import account_balance, check_balance_invariant
 from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.payouts import reserve_payout
+from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import Legs, all_balances, journal_history, payable_merchant
 from tests.stripe_world import TWO_DAYS_AND_A_BIT, StripeWorld
 
@@ -62,12 +63,12 @@ class Scene:
     now: datetime
 
     async def rows(self, table: Table, *columns: str) -> list[tuple[Any, ...]]:
-        async with self.db.read() as conn:
+        async with ledger_reader(self.db) as conn:
             query = select(*(table.c[column] for column in columns)).order_by(table.c.id)
             return [tuple(row) for row in await conn.execute(query)]
 
     async def assert_balances(self, merchant_id: int, merchant: int, available: int) -> None:
-        async with self.db.read() as conn:
+        async with ledger_reader(self.db) as conn:
             assert await all_balances(conn, merchant_id) == (merchant, merchant, merchant)
             assert await account_balance(conn, AVAILABLE, "usd") == available
             assert await check_balance_invariant(conn) == []
@@ -75,11 +76,11 @@ class Scene:
     async def assert_journal(self, expected: list[tuple[str, Legs]]) -> None:
         """Every entry, exactly. Compared by the fact each records: the order events arrive in
         may change the order entries were posted in, never what they are."""
-        async with self.db.read() as conn:
+        async with ledger_reader(self.db) as conn:
             assert sorted(await journal_history(conn)) == sorted(expected)
 
     async def merchant(self) -> int:
-        async with self.db.write() as conn:
+        async with ledger_session(self.db) as conn:
             return await payable_merchant(conn, self.now)
 
     async def connected_merchant(self) -> tuple[int, str]:
@@ -88,7 +89,7 @@ class Scene:
             params={"type": "express", "country": "US"}
         )
         await self.world.control_post(f"accounts/{account.id}/onboarding")
-        async with self.db.write() as conn:
+        async with ledger_session(self.db) as conn:
             merchant_id = await create_merchant(
                 conn, name="Acme", now=self.now, stripe_account_id=account.id
             )
@@ -110,7 +111,7 @@ async def visa_payment_is_pending_then_available(scene: Scene) -> None:
     assert await scene.rows(payments, "funds_available") == [(True,)]
     await scene.assert_balances(merchant_id, 9000, available=9680)
     await scene.assert_journal(PAID + AVAILABLE_NOW)
-    async with scene.db.read() as conn:
+    async with ledger_reader(scene.db) as conn:
         assert await account_balance(conn, PENDING, "usd") == 0
 
 
@@ -178,7 +179,7 @@ async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene)
     merchant_id, account_id = await scene.connected_merchant()
     await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
     await scene.settle()  # the onboarding and the payment are booked
-    async with scene.db.write() as conn:
+    async with ledger_session(scene.db) as conn:
         payout_id = await reserve_payout(
             conn, merchant_id=merchant_id, amount=5000, currency="usd", now=scene.now
         )
@@ -208,7 +209,7 @@ async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene)
 
 
 async def onboarding_completed_enables_the_merchant(scene: Scene) -> None:
-    async with scene.db.write() as conn:
+    async with ledger_session(scene.db) as conn:
         merchant_id = await create_merchant(conn, name="Acme", now=scene.now)
     account = await scene.world.client.v1.accounts.create_async(
         params={

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from reconciler.apply.context import ApplyContext
 from reconciler.discrepancies import record_discrepancy
 from reconciler.gateway import StripeObject
+from reconciler.ledger.session import LedgerSession
 
 SHOWN_FIELDS = ("amount", "currency", "status", "destination", "metadata")
 
 
 async def report_unattributed(
     ctx: ApplyContext,
-    conn: AsyncConnection,
+    tx: LedgerSession,
     obj: StripeObject,
     detail: str,
     *,
     merchant_id: int | None = None,
 ) -> None:
     await record_discrepancy(
-        conn,
+        tx,
         kind="unattributed_object",
         object_type=str(obj.get("object", "unknown")),
         object_id=obj["id"],

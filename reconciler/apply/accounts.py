@@ -5,9 +5,7 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
-from reconciler.db.tables import merchants
 from reconciler.gateway import StripeObject
-from reconciler.ledger._rows import update_row
 from reconciler.ledger.merchants import mark_deauthorized, set_connect_state
 
 
@@ -18,20 +16,18 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
     callers holding an event apply a freshly fetched copy (see apply.events).
     """
     now = ctx.clock()
-    async with ctx.db.write() as conn:
-        merchant = await _find.merchant_by_account(conn, account["id"])
+    async with ctx.write() as tx:
+        merchant = await _find.merchant_by_account(tx, account["id"])
         if merchant is None:
-            merchant = await _find.merchant_by_id(conn, metadata_int(account, "icpay_account_id"))
+            merchant = await _find.merchant_by_id(tx, metadata_int(account, "icpay_account_id"))
             if merchant is not None and merchant.stripe_account_id is None:
-                await update_row(
-                    conn, merchants, merchant.id, now=now, stripe_account_id=account["id"]
-                )
+                tx.update(merchant, now=now, stripe_account_id=account["id"])
             elif merchant is None or merchant.stripe_account_id != account["id"]:
-                await report_unattributed(ctx, conn, account, "connected account of no merchant")
+                await report_unattributed(ctx, tx, account, "connected account of no merchant")
                 return
         requirements = account.get("requirements") or {}
         await set_connect_state(
-            conn,
+            tx,
             merchant.id,
             now=now,
             charges_enabled=bool(account.get("charges_enabled")),
@@ -43,7 +39,7 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
 
 async def apply_deauthorization(ctx: ApplyContext, account_id: str) -> None:
     """The merchant disconnected their account from the platform: nothing more can be paid."""
-    async with ctx.db.write() as conn:
-        merchant = await _find.merchant_by_account(conn, account_id)
+    async with ctx.write() as tx:
+        merchant = await _find.merchant_by_account(tx, account_id)
         if merchant is not None:
-            await mark_deauthorized(conn, merchant.id, now=ctx.clock())
+            await mark_deauthorized(tx, merchant.id, now=ctx.clock())

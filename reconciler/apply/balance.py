@@ -28,9 +28,9 @@ async def apply_balance(
     available = _totals(balance.get("available") or [])
     pending = _totals(balance.get("pending") or [])
     now = ctx.clock()
-    async with ctx.db.write() as conn:
+    async with ctx.write() as tx:
         for currency in sorted(available.keys() | pending.keys()):
-            await conn.execute(
+            await tx.execute(
                 platform_balance_snapshots.insert().values(
                     currency=currency,
                     available=available.get(currency, 0),
@@ -39,13 +39,17 @@ async def apply_balance(
                     taken_at=as_of,
                 )
             )
-        due = await conn.execute(
-            select(payments.c.id).where(
+        due = await tx.execute(
+            select(payments.c.id, payments.c.merchant_id).where(
                 payments.c.funds_available.is_(False),
                 payments.c.stripe_fee.is_not(None),
                 payments.c.available_on <= int(as_of.timestamp()),
                 payments.c.status.in_(PAYMENT_CAPTURED),
             )
         )
-        for (payment_id,) in due.all():
-            await release_funds(conn, payment_id, now=now)
+        released = due.all()
+        # Every merchant concerned locked at once, in one order, then their payments read once.
+        await tx.lock_merchants(merchant_id for _, merchant_id in released)
+        await tx.load(payments, "id", [payment_id for payment_id, _ in released])
+        for payment_id, _ in released:
+            await release_funds(tx, payment_id, now=now)

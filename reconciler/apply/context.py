@@ -1,14 +1,22 @@
-"""What every apply function is given: the database, a way to read Stripe, fees, a clock."""
+"""What every apply function is given: the database, a way to read Stripe, fees, a clock.
+
+Apply functions open their transactions through the context (`write()`, `read()`). Applying
+one event, each is a transaction of its own. Applying a batch (`in_batch`), every one of them
+is the batch's single transaction, and an error passing through any of them spoils the batch:
+the caller must throw it away (roll back) rather than commit half an event.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from reconciler.db.engine import Database
 from reconciler.gateway import StripeObject
+from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
 
 
@@ -26,6 +34,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class SharedTransaction:
+    """The one transaction a batch is applied in, and whether an error has spoiled it."""
+
+    session: LedgerSession
+    spoiled: bool = False
+
+
 @dataclass(frozen=True)
 class ApplyContext:
     db: Database
@@ -34,6 +50,41 @@ class ApplyContext:
     # Who noticed, for discrepancies: "webhook", "poller", "reconcile:<run id>"...
     detected_by: str = "webhook"
     clock: Callable[[], datetime] = utcnow
+    shared: SharedTransaction | None = field(default=None, compare=False)
+
+    def in_batch(self, session: LedgerSession, stripe: StripeReader) -> ApplyContext:
+        """This context with every transaction being `session`, reading Stripe via `stripe`."""
+        return replace(self, shared=SharedTransaction(session), stripe=stripe)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[LedgerSession]:
+        """A transaction for ledger changes."""
+        if self.shared is None:
+            async with ledger_session(self.db) as session:
+                yield session
+            return
+        async with self._shared() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[LedgerSession]:
+        """A transaction for looking rows up."""
+        if self.shared is None:
+            async with ledger_reader(self.db) as session:
+                yield session
+            return
+        async with self._shared() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _shared(self) -> AsyncIterator[LedgerSession]:
+        assert self.shared is not None
+        try:
+            yield self.shared.session
+        except BaseException:
+            # Part of this event's changes may be held: the batch must not commit.
+            self.shared.spoiled = True
+            raise
 
 
 def stripe_id(value: object) -> str | None:

@@ -61,9 +61,9 @@ async def apply_object(ctx: ApplyContext, obj: StripeObject) -> None:
     try:
         await applier(ctx, fresh)
     except IllegalTransition as conflict:
-        async with ctx.db.write() as conn:
+        async with ctx.write() as tx:
             await record_discrepancy(
-                conn,
+                tx,
                 kind="status_mismatch",
                 object_type=obj["object"],
                 object_id=obj["id"],

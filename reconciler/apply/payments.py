@@ -8,24 +8,19 @@ Stripe's fee and the date funds become available come from the charge's balance 
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
 from reconciler.db.tables import payments
 from reconciler.discrepancies import record_discrepancy
 from reconciler.gateway import StripeObject
-from reconciler.ledger._rows import update_row
 from reconciler.ledger.payments import (
     advance_payment,
     create_payment,
     record_stripe_fee,
     release_funds,
 )
+from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
 
 
@@ -49,15 +44,15 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
         charge_id = stripe_id(intent.get("latest_charge"))
         charge = await ctx.stripe.charge(charge_id) if charge_id else None
     now = ctx.clock()
-    async with ctx.db.write() as conn:
-        payment = await _payment_for_intent(ctx, conn, intent)
+    async with ctx.write() as tx:
+        payment = await _payment_for_intent(ctx, tx, intent)
         if payment is None:
             return
         received = int(intent.get("amount_received") or 0)
-        if status == "succeeded" and await _amount_differs(ctx, conn, payment, intent, received):
+        if status == "succeeded" and await _amount_differs(ctx, tx, payment, intent, received):
             return
         await advance_payment(
-            conn,
+            tx,
             payment.id,
             status,
             now=now,
@@ -65,55 +60,55 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
             from_snapshot=True,
         )
         if charge is not None:
-            await _settle(conn, payment.id, charge, ctx)
+            await _settle(tx, payment.id, charge, ctx)
 
 
 async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
     """A charge moves its payment (success, fee, availability) and reveals refunds."""
     intent_id = stripe_id(charge.get("payment_intent"))
-    async with ctx.db.read() as conn:
-        payment = await _find.payment_by_charge(conn, charge["id"]) or (
-            await _find.payment_by_intent(conn, intent_id)
+    async with ctx.read() as tx:
+        payment = await _find.payment_by_charge(tx, charge["id"]) or (
+            await _find.payment_by_intent(tx, intent_id)
         )
     if payment is None:
         if intent_id is None:
-            async with ctx.db.write() as conn:
-                await report_unattributed(ctx, conn, charge, "charge has no payment intent")
+            async with ctx.write() as tx:
+                await report_unattributed(ctx, tx, charge, "charge has no payment intent")
             return
         # The intent carries the attribution; apply it first, then look again.
         await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
-        async with ctx.db.read() as conn:
-            payment = await _find.payment_by_intent(conn, intent_id)
+        async with ctx.read() as tx:
+            payment = await _find.payment_by_intent(tx, intent_id)
         if payment is None:
             return
     if charge.get("status") == "succeeded" and charge.get("captured", True):
         if not isinstance(charge.get("balance_transaction"), dict):
             charge = await ctx.stripe.charge(charge["id"])
-        async with ctx.db.write() as conn:
+        async with ctx.write() as tx:
             captured = int(charge.get("amount_captured", charge.get("amount")) or 0)
-            if await _amount_differs(ctx, conn, payment, charge, captured):
+            if await _amount_differs(ctx, tx, payment, charge, captured):
                 return
             await advance_payment(
-                conn,
+                tx,
                 payment.id,
                 "succeeded",
                 now=ctx.clock(),
                 charge_id=charge["id"],
                 from_snapshot=True,
             )
-            await _settle(conn, payment.id, charge, ctx)
+            await _settle(tx, payment.id, charge, ctx)
     if int(charge.get("amount_refunded") or 0) != payment.amount_refunded or charge.get("refunded"):
         await _apply_charge_refunds(ctx, charge)
 
 
 async def _amount_differs(
-    ctx: ApplyContext, conn: AsyncConnection, payment: Row[Any], obj: StripeObject, received: int
+    ctx: ApplyContext, tx: LedgerSession, payment: Record, obj: StripeObject, received: int
 ) -> bool:
     """A success for another amount than the payment's is reported, never booked."""
     if received == payment.amount:
         return False
     await record_discrepancy(
-        conn,
+        tx,
         kind="amount_mismatch",
         object_type=str(obj["object"]),
         object_id=obj["id"],
@@ -138,47 +133,45 @@ async def _apply_charge_refunds(ctx: ApplyContext, charge: StripeObject) -> None
 
 
 async def _needs_settlement(ctx: ApplyContext, intent_id: str) -> bool:
-    async with ctx.db.read() as conn:
-        payment = await _find.payment_by_intent(conn, intent_id)
+    async with ctx.read() as tx:
+        payment = await _find.payment_by_intent(tx, intent_id)
     return payment is None or payment.stripe_fee is None or not payment.funds_available
 
 
 async def _settle(
-    conn: AsyncConnection, payment_id: int, charge: StripeObject, ctx: ApplyContext
+    tx: LedgerSession, payment_id: int, charge: StripeObject, ctx: ApplyContext
 ) -> None:
     """Book Stripe's fee, when funds become available, and release them if they are."""
     transaction = charge.get("balance_transaction")
     if not isinstance(transaction, dict):
         return
     now = ctx.clock()
-    payment = await _find.payment_by_id(conn, payment_id)
+    payment = await _find.payment_by_id(tx, payment_id)
     assert payment is not None
     if payment.status not in PAYMENT_CAPTURED:
         return
-    await record_stripe_fee(conn, payment_id, int(transaction["fee"]), now=now)
-    await update_row(
-        conn, payments, payment_id, now=now, available_on=transaction.get("available_on")
-    )
+    await record_stripe_fee(tx, payment_id, int(transaction["fee"]), now=now)
+    tx.update(payment, now=now, available_on=transaction.get("available_on"))
     if transaction.get("status") == "available":
-        await release_funds(conn, payment_id, now=now)
+        await release_funds(tx, payment_id, now=now)
 
 
 async def _payment_for_intent(
-    ctx: ApplyContext, conn: AsyncConnection, intent: StripeObject
-) -> Row[Any] | None:
+    ctx: ApplyContext, tx: LedgerSession, intent: StripeObject
+) -> Record | None:
     payment = await _find.ours(
-        conn, payments, "payment_intent_id", intent, "icpay_payment_id", now=ctx.clock()
+        tx, payments, "payment_intent_id", intent, "icpay_payment_id", now=ctx.clock()
     )
     if payment is not None:
         return payment
-    merchant = await _find.merchant_by_id(conn, metadata_int(intent, "icpay_account_id"))
+    merchant = await _find.merchant_by_id(tx, metadata_int(intent, "icpay_account_id"))
     if merchant is None:
         await report_unattributed(
-            ctx, conn, intent, "payment intent carries no icpay_account_id of a known merchant"
+            ctx, tx, intent, "payment intent carries no icpay_account_id of a known merchant"
         )
         return None
     payment_id = await create_payment(
-        conn,
+        tx,
         merchant_id=merchant.id,
         amount=int(intent["amount"]),
         currency=intent["currency"],
@@ -186,4 +179,4 @@ async def _payment_for_intent(
         now=ctx.clock(),
         payment_intent_id=intent["id"],
     )
-    return await _find.payment_by_id(conn, payment_id)
+    return await _find.payment_by_id(tx, payment_id)

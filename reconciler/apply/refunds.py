@@ -8,11 +8,6 @@ paid it; the reconciler reports the shortfall).
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, stripe_id
@@ -20,6 +15,7 @@ from reconciler.apply.payments import apply_payment_intent
 from reconciler.db.tables import refunds
 from reconciler.gateway import StripeObject
 from reconciler.ledger.refunds import advance_refund, create_refund
+from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
 
 
@@ -30,12 +26,12 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
         # The intent's own events may be late: bring the payment up to date first.
         await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
     now = ctx.clock()
-    async with ctx.db.write() as conn:
-        row = await _refund_row(ctx, conn, refund)
+    async with ctx.write() as tx:
+        row = await _refund_row(ctx, tx, refund)
         if row is None:
             return
         await advance_refund(
-            conn,
+            tx,
             row.id,
             refund["status"],
             now=now,
@@ -45,31 +41,29 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
 
 
 async def _payment_captured(ctx: ApplyContext, refund: StripeObject) -> bool:
-    async with ctx.db.read() as conn:
-        payment = await _payment_of(conn, refund)
+    async with ctx.read() as tx:
+        payment = await _payment_of(tx, refund)
     return payment is not None and payment.status in PAYMENT_CAPTURED
 
 
-async def _payment_of(conn: AsyncConnection, refund: StripeObject) -> Row[Any] | None:
-    return await _find.payment_by_intent(conn, stripe_id(refund.get("payment_intent"))) or (
-        await _find.payment_by_charge(conn, stripe_id(refund.get("charge")))
+async def _payment_of(tx: LedgerSession, refund: StripeObject) -> Record | None:
+    return await _find.payment_by_intent(tx, stripe_id(refund.get("payment_intent"))) or (
+        await _find.payment_by_charge(tx, stripe_id(refund.get("charge")))
     )
 
 
-async def _refund_row(
-    ctx: ApplyContext, conn: AsyncConnection, refund: StripeObject
-) -> Row[Any] | None:
+async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject) -> Record | None:
     row = await _find.ours(
-        conn, refunds, "stripe_refund_id", refund, "icpay_refund_id", now=ctx.clock()
+        tx, refunds, "stripe_refund_id", refund, "icpay_refund_id", now=ctx.clock()
     )
     if row is not None:
         return row
-    payment = await _payment_of(conn, refund)
+    payment = await _payment_of(tx, refund)
     if payment is None:
-        await report_unattributed(ctx, conn, refund, "refund of a payment the ledger does not hold")
+        await report_unattributed(ctx, tx, refund, "refund of a payment the ledger does not hold")
         return None
     refund_id = await create_refund(
-        conn,
+        tx,
         payment_id=payment.id,
         amount=int(refund["amount"]),
         now=ctx.clock(),
@@ -80,4 +74,4 @@ async def _refund_row(
         status=refund["status"] if refund["status"] in REFUND_RELEASED else "pending",
         failure_reason=refund.get("failure_reason"),
     )
-    return await _find.refund_by_id(conn, refund_id)
+    return await _find.refund_by_id(tx, refund_id)

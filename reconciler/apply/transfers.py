@@ -9,39 +9,36 @@ total) says how much came back.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Row
-
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
 from reconciler.discrepancies import record_discrepancy
 from reconciler.gateway import StripeObject
 from reconciler.ledger.payouts import advance_payout, record_reversal
+from reconciler.ledger.session import Record
 
 
 async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
     """Move the ledger to what this Transfer snapshot says."""
     now = ctx.clock()
-    async with ctx.db.write() as conn:
-        payout = await _find.payout_by_transfer(conn, transfer["id"])
+    async with ctx.write() as tx:
+        payout = await _find.payout_by_transfer(tx, transfer["id"])
         if payout is None:
-            payout = await _find.payout_by_id(conn, metadata_int(transfer, "icpay_payout_id"))
+            payout = await _find.payout_by_id(tx, metadata_int(transfer, "icpay_payout_id"))
         if payout is None:
-            merchant = await _find.merchant_by_account(conn, stripe_id(transfer.get("destination")))
+            merchant = await _find.merchant_by_account(tx, stripe_id(transfer.get("destination")))
             await report_unattributed(
                 ctx,
-                conn,
+                tx,
                 transfer,
                 "transfer made outside ICPay (no icpay_payout_id): attribute or dismiss it",
                 merchant_id=merchant.id if merchant is not None else None,
             )
             return
-        mismatch = _mismatch(payout, transfer, await _find.merchant_by_id(conn, payout.merchant_id))
+        mismatch = _mismatch(payout, transfer, await _find.merchant_by_id(tx, payout.merchant_id))
         if mismatch:
             await record_discrepancy(
-                conn,
+                tx,
                 kind="amount_mismatch" if "amount" in mismatch else "unattributed_object",
                 object_type="transfer",
                 object_id=transfer["id"],
@@ -61,12 +58,12 @@ async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
             return
         for status in ("processing", "completed"):
             await advance_payout(
-                conn, payout.id, status, now=now, transfer_id=transfer["id"], from_snapshot=True
+                tx, payout.id, status, now=now, transfer_id=transfer["id"], from_snapshot=True
             )
-        await record_reversal(conn, payout.id, int(transfer.get("amount_reversed") or 0), now=now)
+        await record_reversal(tx, payout.id, int(transfer.get("amount_reversed") or 0), now=now)
 
 
-def _mismatch(payout: Row[Any], transfer: StripeObject, merchant: Row[Any] | None) -> str:
+def _mismatch(payout: Record, transfer: StripeObject, merchant: Record | None) -> str:
     """Why this transfer cannot be the payout's (empty when it can). A second transfer for
     one payout, or one to another account or of another amount, is never booked."""
     if payout.stripe_transfer_id not in (None, transfer["id"]):

@@ -1,11 +1,12 @@
-"""Engine setup and the three kinds of transaction the service uses.
+"""Engine setup and the two kinds of transaction the service uses.
 
 - `read()`: a plain transaction.
 - `write()`: a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
   the single write lock up front: a deferred transaction that reads and then writes can fail
   with SQLITE_BUSY instead of waiting, because its snapshot went stale.
-- `serialised(merchant_id)`: `write()` plus, on PostgreSQL, `SELECT ... FOR UPDATE` on the
-  merchant's row, so every check-then-act on one merchant's money runs one at a time.
+
+Ledger changes run in a `write()` through `reconciler.ledger.session`, which on PostgreSQL also
+locks each merchant's row (`SELECT ... FOR UPDATE`) before deciding anything about its money.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-from reconciler.db.tables import merchants
-from reconciler.errors import NotFound
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "reconciler_immediate"
@@ -83,19 +81,3 @@ class Database:
                 await conn.execution_options(**{_IMMEDIATE: True})
             async with conn.begin():
                 yield conn
-
-    @asynccontextmanager
-    async def serialised(self, merchant_id: int) -> AsyncIterator[AsyncConnection]:
-        async with self.write() as conn:
-            await lock_merchant(conn, merchant_id)
-            yield conn
-
-
-async def lock_merchant(conn: AsyncConnection, merchant_id: int) -> None:
-    """Hold the merchant's row until the transaction ends (PostgreSQL); on SQLite the
-    `BEGIN IMMEDIATE` of `Database.write` already serialises every writer."""
-    query = select(merchants.c.id).where(merchants.c.id == merchant_id)
-    if conn.dialect.name != "sqlite":
-        query = query.with_for_update()
-    if (await conn.execute(query)).first() is None:
-        raise NotFound(f"merchant {merchant_id} does not exist")

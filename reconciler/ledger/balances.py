@@ -14,16 +14,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.tables import account_balances, journal_legs, payments, payouts, refunds
 from reconciler.ledger import accounts
+from reconciler.ledger.session import Queryable
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, PAYOUT_RELEASED, REFUND_RELEASED
 
 BalanceKey = tuple[int, str]  # (merchant id, currency)
 
 
-async def account_balance(conn: AsyncConnection, account: str, currency: str) -> int:
+async def account_balance(conn: Queryable, account: str, currency: str) -> int:
     """An account's balance on its normal side (credits less debits for a liability).
 
     A merchant's account reads its running total; a platform account sums its legs.
@@ -45,13 +45,13 @@ async def account_balance(conn: AsyncConnection, account: str, currency: str) ->
     return difference if accounts.is_credit_normal(account) else -difference
 
 
-async def merchant_balance(conn: AsyncConnection, merchant_id: int, currency: str = "usd") -> int:
+async def merchant_balance(conn: Queryable, merchant_id: int, currency: str = "usd") -> int:
     """What ICPay owes the merchant now: the number every payout and refund check uses."""
     return await account_balance(conn, accounts.merchant_payable(merchant_id), currency)
 
 
 async def balances_by_formula(
-    conn: AsyncConnection, merchant_id: int | None = None
+    conn: Queryable, merchant_id: int | None = None
 ) -> dict[BalanceKey, int]:
     totals: dict[BalanceKey, int] = defaultdict(int)
     queries = [
@@ -87,7 +87,7 @@ def _merchant_of(account: str) -> int:
 
 
 async def balances_from_journal(
-    conn: AsyncConnection, merchant_id: int | None = None
+    conn: Queryable, merchant_id: int | None = None
 ) -> dict[BalanceKey, int]:
     pattern = accounts.merchant_payable(merchant_id) if merchant_id else "merchant:%:payable"
     query = (
@@ -106,7 +106,7 @@ async def balances_from_journal(
 
 
 async def running_balances(
-    conn: AsyncConnection, merchant_id: int | None = None
+    conn: Queryable, merchant_id: int | None = None
 ) -> dict[BalanceKey, int]:
     pattern = accounts.merchant_payable(merchant_id) if merchant_id else "merchant:%:payable"
     query = select(
@@ -130,7 +130,7 @@ class BalanceMismatch:
 
 
 async def check_balance_invariant(
-    conn: AsyncConnection, merchant_id: int | None = None
+    conn: Queryable, merchant_id: int | None = None
 ) -> list[BalanceMismatch]:
     """Every merchant whose three balance computations disagree (empty when all is well)."""
     formula = await balances_by_formula(conn, merchant_id)

@@ -5,11 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from reconciler.db.tables import merchants
-from reconciler.ledger._rows import get_row, lock_row, update_row
+from reconciler.ledger.session import LedgerSession, Record
 
 CONNECT_STATUSES = ("not_connected", "onboarding", "enabled", "restricted", "deauthorized")
 
@@ -32,7 +29,7 @@ def connect_status(
 
 
 async def create_merchant(
-    conn: AsyncConnection, *, name: str, now: datetime, stripe_account_id: str | None = None
+    tx: LedgerSession, *, name: str, now: datetime, stripe_account_id: str | None = None
 ) -> int:
     values: dict[str, Any] = {
         "name": name,
@@ -50,16 +47,16 @@ async def create_merchant(
         payouts_enabled=False,
         details_submitted=False,
     )
-    result = await conn.execute(merchants.insert().values(values).returning(merchants.c.id))
-    return int(result.scalar_one())
+    merchant = await tx.insert(merchants, **values)
+    return int(merchant.id)
 
 
-async def get_merchant(conn: AsyncConnection, merchant_id: int) -> Row[Any]:
-    return await get_row(conn, merchants, merchant_id)
+async def get_merchant(tx: LedgerSession, merchant_id: int) -> Record:
+    return await tx.get(merchants, merchant_id)
 
 
 async def set_connect_state(
-    conn: AsyncConnection,
+    tx: LedgerSession,
     merchant_id: int,
     *,
     now: datetime,
@@ -70,13 +67,11 @@ async def set_connect_state(
 ) -> None:
     """Record what Stripe says of the merchant's connected account. A merchant who
     disconnected stays disconnected: a late account snapshot cannot turn payouts back on."""
-    merchant = await lock_row(conn, merchants, merchant_id)
+    merchant = await tx.lock_merchant(merchant_id)
     if merchant.connect_status == "deauthorized":
         return
-    await update_row(
-        conn,
-        merchants,
-        merchant_id,
+    tx.update(
+        merchant,
         now=now,
         charges_enabled=charges_enabled,
         payouts_enabled=payouts_enabled,
@@ -91,12 +86,11 @@ async def set_connect_state(
     )
 
 
-async def mark_deauthorized(conn: AsyncConnection, merchant_id: int, *, now: datetime) -> None:
+async def mark_deauthorized(tx: LedgerSession, merchant_id: int, *, now: datetime) -> None:
     """The merchant disconnected their account from the platform."""
-    await update_row(
-        conn,
-        merchants,
-        merchant_id,
+    merchant = await tx.lock_merchant(merchant_id)
+    tx.update(
+        merchant,
         now=now,
         connect_status="deauthorized",
         charges_enabled=False,

@@ -10,14 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import func, select
 
-from reconciler.db.tables import payments, refunds
+from reconciler.db.tables import merchants, payments, refunds
 from reconciler.errors import IllegalTransition, InvalidAmount
 from reconciler.ledger import accounts, journal
-from reconciler.ledger._rows import get_row, lock_row, update_row
-from reconciler.ledger.merchants import get_merchant
+from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, REFUND_RELEASED, Decision
 from reconciler.money import LEDGER_FOR_CURRENCY, FeeSchedule, check_currency, check_positive
 
@@ -34,7 +32,7 @@ def capture_status(status: str) -> str:
 
 
 async def create_payment(
-    conn: AsyncConnection,
+    tx: LedgerSession,
     *,
     merchant_id: int,
     amount: int,
@@ -45,33 +43,33 @@ async def create_payment(
 ) -> int:
     check_positive(amount)
     currency = check_currency(currency)
-    await get_merchant(conn, merchant_id)
-    result = await conn.execute(
-        payments.insert()
-        .values(
-            merchant_id=merchant_id,
-            payment_intent_id=payment_intent_id,
-            ledger=LEDGER_FOR_CURRENCY[currency],
-            currency=currency,
-            amount=amount,
-            platform_fee=fees.fee_for(amount),
-            amount_refunded=0,
-            status="pending",
-            funds_available=False,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(payments.c.id)
+    await tx.get(merchants, merchant_id)
+    payment = await tx.insert(
+        payments,
+        merchant_id=merchant_id,
+        payment_intent_id=payment_intent_id,
+        charge_id=None,
+        ledger=LEDGER_FOR_CURRENCY[currency],
+        currency=currency,
+        amount=amount,
+        platform_fee=fees.fee_for(amount),
+        stripe_fee=None,
+        amount_refunded=0,
+        status="pending",
+        funds_available=False,
+        available_on=None,
+        created_at=now,
+        updated_at=now,
     )
-    return int(result.scalar_one())
+    return int(payment.id)
 
 
-async def get_payment(conn: AsyncConnection, payment_id: int) -> Row[Any]:
-    return await get_row(conn, payments, payment_id)
+async def get_payment(tx: LedgerSession, payment_id: int) -> Record:
+    return await tx.get(payments, payment_id)
 
 
 async def advance_payment(
-    conn: AsyncConnection,
+    tx: LedgerSession,
     payment_id: int,
     status: str,
     *,
@@ -84,7 +82,7 @@ async def advance_payment(
 
     With `from_snapshot`, a status behind ours is ignored (STALE) instead of refused.
     """
-    payment = await lock_row(conn, payments, payment_id)
+    payment = await tx.lock(payments, payment_id)
     current = capture_status(payment.status)
     decision = PAYMENT.decide(current, status)
     if decision is Decision.STALE and not from_snapshot:
@@ -93,19 +91,18 @@ async def advance_payment(
         values: dict[str, Any] = {"status": status}
         if charge_id is not None:
             values["charge_id"] = charge_id
-        await update_row(conn, payments, payment_id, now=now, **values)
+        tx.update(payment, now=now, **values)
         if status == "succeeded":
-            await _book_success(conn, payment, now=now)
+            _book_success(tx, payment, now=now)
     if stripe_fee is not None:
-        await record_stripe_fee(conn, payment_id, stripe_fee, now=now)
+        await record_stripe_fee(tx, payment_id, stripe_fee, now=now)
     return decision
 
 
-async def _book_success(conn: AsyncConnection, payment: Row[Any], *, now: datetime) -> None:
+def _book_success(tx: LedgerSession, payment: Record, *, now: datetime) -> None:
     currency = payment.currency
     share = payment.amount - payment.platform_fee
-    await journal.post(
-        conn,
+    tx.post(
         f"payment:{payment.id}:succeeded",
         "payment_succeeded",
         [
@@ -119,10 +116,10 @@ async def _book_success(conn: AsyncConnection, payment: Row[Any], *, now: dateti
 
 
 async def record_stripe_fee(
-    conn: AsyncConnection, payment_id: int, stripe_fee: int, *, now: datetime
+    tx: LedgerSession, payment_id: int, stripe_fee: int, *, now: datetime
 ) -> None:
     """Book Stripe's processing fee once, as read from the charge's balance transaction."""
-    payment = await lock_row(conn, payments, payment_id)
+    payment = await tx.lock(payments, payment_id)
     if stripe_fee < 0 or stripe_fee > payment.amount:
         raise InvalidAmount(f"stripe fee {stripe_fee} is outside 0..{payment.amount}")
     if payment.stripe_fee is not None:
@@ -132,10 +129,9 @@ async def record_stripe_fee(
                 f"not {stripe_fee}: correct it with an adjusting entry"
             )
         return
-    await update_row(conn, payments, payment_id, now=now, stripe_fee=stripe_fee)
+    tx.update(payment, now=now, stripe_fee=stripe_fee)
     if stripe_fee:
-        await journal.post(
-            conn,
+        tx.post(
             f"payment:{payment_id}:stripe_fee",
             "stripe_fee",
             journal.two_legs(
@@ -148,9 +144,10 @@ async def record_stripe_fee(
         )
 
 
-async def release_funds(conn: AsyncConnection, payment_id: int, *, now: datetime) -> bool:
-    """The payment's net moved from Stripe's pending balance to available."""
-    payment = await lock_row(conn, payments, payment_id)
+async def release_funds(tx: LedgerSession, payment_id: int, *, now: datetime) -> bool:
+    """The payment's net moved from Stripe's pending balance to available. False if it had
+    already (nothing is booked twice)."""
+    payment = await tx.lock(payments, payment_id)
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}, not succeeded")
     if payment.stripe_fee is None:
@@ -159,10 +156,9 @@ async def release_funds(conn: AsyncConnection, payment_id: int, *, now: datetime
         )
     if payment.funds_available:
         return False
-    await update_row(conn, payments, payment_id, now=now, funds_available=True)
+    tx.update(payment, now=now, funds_available=True)
     net = payment.amount - payment.stripe_fee
-    return await journal.post(
-        conn,
+    tx.post(
         f"payment:{payment_id}:funds_available",
         "funds_available",
         journal.two_legs(
@@ -173,22 +169,21 @@ async def release_funds(conn: AsyncConnection, payment_id: int, *, now: datetime
         ),
         now=now,
     )
+    return True
 
 
-async def refresh_amount_refunded(conn: AsyncConnection, payment_id: int, *, now: datetime) -> None:
+async def refresh_amount_refunded(tx: LedgerSession, payment_id: int, *, now: datetime) -> None:
     """Set what is refunded on the payment from its refunds that still hold money, so the
     number cannot drift whatever order refunds are created, fail or are canceled in."""
-    payment = await get_payment(conn, payment_id)
-    held = await conn.execute(
+    payment = await get_payment(tx, payment_id)
+    held = await tx.execute(
         select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
             refunds.c.payment_id == payment_id, refunds.c.status.not_in(REFUND_RELEASED)
         )
     )
     amount_refunded = int(held.scalar_one())
-    await update_row(
-        conn,
-        payments,
-        payment_id,
+    tx.update(
+        payment,
         now=now,
         amount_refunded=amount_refunded,
         status=status_after_refunds(payment.amount, amount_refunded),

@@ -11,10 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from reconciler.db.engine import lock_merchant
 from reconciler.db.tables import payouts
 from reconciler.errors import (
     AccountCannotReceive,
@@ -23,9 +19,8 @@ from reconciler.errors import (
     InvalidAmount,
 )
 from reconciler.ledger import accounts, journal
-from reconciler.ledger._rows import get_row, lock_row, update_row
 from reconciler.ledger.balances import merchant_balance
-from reconciler.ledger.merchants import get_merchant
+from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
 from reconciler.money import check_currency, check_positive
 
@@ -33,42 +28,39 @@ REVERSIBLE = frozenset({"completed", "amount_reversed"})
 
 
 async def reserve_payout(
-    conn: AsyncConnection, *, merchant_id: int, amount: int, currency: str, now: datetime
+    tx: LedgerSession, *, merchant_id: int, amount: int, currency: str, now: datetime
 ) -> int:
     """Check the merchant can be paid `amount` and reserve it as a pending payout.
 
-    Run inside `Database.write()` (or `serialised`): the merchant is locked here before the
-    balance is read, so the check and the reservation are one step.
+    The merchant is locked here before the balance is read, so the check and the
+    reservation are one step.
     """
     check_positive(amount, "payout amount")
     currency = check_currency(currency)
-    await lock_merchant(conn, merchant_id)
-    merchant = await get_merchant(conn, merchant_id)
+    merchant = await tx.lock_merchant(merchant_id)
     if merchant.stripe_account_id is None or not merchant.payouts_enabled:
         raise AccountCannotReceive(
             f"merchant {merchant_id} has no connected account with payouts enabled"
         )
-    balance = await merchant_balance(conn, merchant_id, currency)
+    balance = await merchant_balance(tx, merchant_id, currency)
     if amount > balance:
         raise InsufficientBalance(
             f"merchant {merchant_id} balance {balance} does not cover payout {amount}"
         )
-    result = await conn.execute(
-        payouts.insert()
-        .values(
-            merchant_id=merchant_id,
-            currency=currency,
-            amount=amount,
-            amount_reversed=0,
-            status="pending",
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(payouts.c.id)
+    payout = await tx.insert(
+        payouts,
+        merchant_id=merchant_id,
+        stripe_transfer_id=None,
+        currency=currency,
+        amount=amount,
+        amount_reversed=0,
+        status="pending",
+        failure_message=None,
+        created_at=now,
+        updated_at=now,
     )
-    payout_id = int(result.scalar_one())
-    await journal.post(
-        conn,
+    payout_id = int(payout.id)
+    tx.post(
         f"payout:{payout_id}:reserved",
         "payout_reserved",
         journal.two_legs(
@@ -83,12 +75,12 @@ async def reserve_payout(
     return payout_id
 
 
-async def get_payout(conn: AsyncConnection, payout_id: int) -> Row[Any]:
-    return await get_row(conn, payouts, payout_id)
+async def get_payout(tx: LedgerSession, payout_id: int) -> Record:
+    return await tx.get(payouts, payout_id)
 
 
 async def advance_payout(
-    conn: AsyncConnection,
+    tx: LedgerSession,
     payout_id: int,
     status: str,
     *,
@@ -103,7 +95,7 @@ async def advance_payout(
     """
     if status in ("amount_reversed", "reversed"):
         raise IllegalTransition("reversals are recorded with record_reversal(amount_reversed)")
-    payout = await lock_row(conn, payouts, payout_id)
+    payout = await tx.lock(payouts, payout_id)
     decision = PAYOUT.decide(payout.status, status)
     if decision is Decision.STALE and not from_snapshot:
         PAYOUT.require(payout.status, status)
@@ -114,10 +106,10 @@ async def advance_payout(
         values["stripe_transfer_id"] = transfer_id
     if failure_message is not None:
         values["failure_message"] = failure_message
-    await update_row(conn, payouts, payout_id, now=now, **values)
+    tx.update(payout, now=now, **values)
     if status == "completed":
-        await _post(
-            conn,
+        _post(
+            tx,
             payout,
             "transferred",
             accounts.PAYOUTS_IN_FLIGHT,
@@ -126,8 +118,8 @@ async def advance_payout(
             now=now,
         )
     elif status in PAYOUT_RELEASED:
-        await _post(
-            conn,
+        _post(
+            tx,
             payout,
             "released",
             accounts.PAYOUTS_IN_FLIGHT,
@@ -139,14 +131,14 @@ async def advance_payout(
 
 
 async def record_reversal(
-    conn: AsyncConnection, payout_id: int, amount_reversed: int, *, now: datetime
+    tx: LedgerSession, payout_id: int, amount_reversed: int, *, now: datetime
 ) -> bool:
     """Follow Stripe's running `amount_reversed` for the payout's transfer.
 
     Only growth is booked (the difference goes back to the merchant); a total we already
     hold, or a smaller one from a stale snapshot, changes nothing.
     """
-    payout = await lock_row(conn, payouts, payout_id)
+    payout = await tx.lock(payouts, payout_id)
     if amount_reversed <= payout.amount_reversed:
         return False
     if amount_reversed > payout.amount:
@@ -160,24 +152,23 @@ async def record_reversal(
     status = "reversed" if amount_reversed == payout.amount else "amount_reversed"
     if status != payout.status:
         PAYOUT.require(payout.status, status)
-    await update_row(
-        conn, payouts, payout_id, now=now, status=status, amount_reversed=amount_reversed
-    )
-    await _post(
-        conn,
+    reversed_now = amount_reversed - payout.amount_reversed
+    tx.update(payout, now=now, status=status, amount_reversed=amount_reversed)
+    _post(
+        tx,
         payout,
         f"reversed_to:{amount_reversed}",
         accounts.PLATFORM_AVAILABLE,
         accounts.merchant_payable(payout.merchant_id),
-        amount_reversed - payout.amount_reversed,
+        reversed_now,
         now=now,
     )
     return True
 
 
-async def _post(
-    conn: AsyncConnection,
-    payout: Row[Any],
+def _post(
+    tx: LedgerSession,
+    payout: Record,
     fact: str,
     debit_account: str,
     credit_account: str,
@@ -185,8 +176,7 @@ async def _post(
     *,
     now: datetime,
 ) -> None:
-    await journal.post(
-        conn,
+    tx.post(
         f"payout:{payout.id}:{fact}",
         f"payout_{fact.split(':')[0]}",
         journal.two_legs(

@@ -7,17 +7,13 @@ platform balance at once); if it fails or is canceled, the amount is given back.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.tables import payments, refunds
 from reconciler.errors import IllegalTransition, InsufficientBalance, RefundExceedsPayment
 from reconciler.ledger import accounts, journal
-from reconciler.ledger._rows import get_row, lock_row, update_row
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.payments import capture_status, refresh_amount_refunded
+from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import REFUND, REFUND_RELEASED, Decision
 from reconciler.money import check_positive
 
@@ -25,7 +21,7 @@ SOURCES = ("api", "dashboard")
 
 
 async def create_refund(
-    conn: AsyncConnection,
+    tx: LedgerSession,
     *,
     payment_id: int,
     amount: int,
@@ -50,14 +46,14 @@ async def create_refund(
     if source not in SOURCES:
         raise ValueError(f"refund source must be one of {SOURCES}, got {source!r}")
     REFUND.check_known(status)
-    payment = await lock_row(conn, payments, payment_id)
+    payment = await tx.lock(payments, payment_id)
     if status in REFUND_RELEASED:
-        refund_id = await _insert(
-            conn, payment, amount, status, source, stripe_refund_id, reason, now, failure_reason
+        refund = await _insert(
+            tx, payment, amount, status, source, stripe_refund_id, reason, now, failure_reason
         )
-        await _book(conn, refund_id, payment, amount, now=now)
-        await _give_back(conn, await get_refund(conn, refund_id), now=now)
-        return refund_id
+        _book(tx, refund, now=now)
+        await _give_back(tx, refund, now=now)
+        return int(refund.id)
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}: nothing to refund")
     refundable = payment.amount - payment.amount_refunded
@@ -66,40 +62,35 @@ async def create_refund(
             f"refund of {amount} exceeds the {refundable} left to refund on payment {payment_id}"
         )
     if require_balance:
-        balance = await merchant_balance(conn, payment.merchant_id, payment.currency)
+        balance = await merchant_balance(tx, payment.merchant_id, payment.currency)
         if amount > balance:
             raise InsufficientBalance(
                 f"merchant {payment.merchant_id} balance {balance} does not cover refund {amount}"
             )
-    refund_id = await _insert(
-        conn, payment, amount, "pending", source, stripe_refund_id, reason, now
-    )
-    await refresh_amount_refunded(conn, payment_id, now=now)
-    await _book(conn, refund_id, payment, amount, now=now)
-    return refund_id
+    refund = await _insert(tx, payment, amount, "pending", source, stripe_refund_id, reason, now)
+    await refresh_amount_refunded(tx, payment_id, now=now)
+    _book(tx, refund, now=now)
+    return int(refund.id)
 
 
-async def _book(
-    conn: AsyncConnection, refund_id: int, payment: Row[Any], amount: int, *, now: datetime
-) -> None:
-    await journal.post(
-        conn,
-        f"refund:{refund_id}:booked",
+def _book(tx: LedgerSession, refund: Record, *, now: datetime) -> None:
+    tx.post(
+        f"refund:{refund.id}:booked",
         "refund_booked",
         journal.two_legs(
-            debit_account=accounts.merchant_payable(payment.merchant_id),
+            debit_account=accounts.merchant_payable(refund.merchant_id),
             credit_account=accounts.PLATFORM_AVAILABLE,
-            amount=amount,
-            currency=payment.currency,
+            amount=refund.amount,
+            currency=refund.currency,
         ),
         now=now,
-        merchant_id=payment.merchant_id,
+        merchant_id=refund.merchant_id,
     )
 
 
 async def _insert(
-    conn: AsyncConnection,
-    payment: Row[Any],
+    tx: LedgerSession,
+    payment: Record,
     amount: int,
     status: str,
     source: str,
@@ -107,33 +98,29 @@ async def _insert(
     reason: str | None,
     now: datetime,
     failure_reason: str | None = None,
-) -> int:
-    result = await conn.execute(
-        refunds.insert()
-        .values(
-            payment_id=payment.id,
-            merchant_id=payment.merchant_id,
-            stripe_refund_id=stripe_refund_id,
-            currency=payment.currency,
-            amount=amount,
-            status=status,
-            source=source,
-            reason=reason,
-            failure_reason=failure_reason,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(refunds.c.id)
+) -> Record:
+    return await tx.insert(
+        refunds,
+        payment_id=payment.id,
+        merchant_id=payment.merchant_id,
+        stripe_refund_id=stripe_refund_id,
+        currency=payment.currency,
+        amount=amount,
+        status=status,
+        source=source,
+        reason=reason,
+        failure_reason=failure_reason,
+        created_at=now,
+        updated_at=now,
     )
-    return int(result.scalar_one())
 
 
-async def get_refund(conn: AsyncConnection, refund_id: int) -> Row[Any]:
-    return await get_row(conn, refunds, refund_id)
+async def get_refund(tx: LedgerSession, refund_id: int) -> Record:
+    return await tx.get(refunds, refund_id)
 
 
 async def advance_refund(
-    conn: AsyncConnection,
+    tx: LedgerSession,
     refund_id: int,
     status: str,
     *,
@@ -142,29 +129,23 @@ async def advance_refund(
     from_snapshot: bool = False,
 ) -> Decision:
     """Move a refund along Stripe's lifecycle; a failure or cancellation gives the money back."""
-    refund = await lock_row(conn, refunds, refund_id)
+    refund = await tx.lock(refunds, refund_id)
     decision = REFUND.decide(refund.status, status)
     if decision is Decision.STALE and not from_snapshot:
         REFUND.require(refund.status, status)
     if decision is not Decision.MOVE:
         return decision
-    await update_row(
-        conn,
-        refunds,
-        refund_id,
-        now=now,
-        status=status,
-        failure_reason=failure_reason or refund.failure_reason,
+    tx.update(
+        refund, now=now, status=status, failure_reason=failure_reason or refund.failure_reason
     )
     if status in REFUND_RELEASED:
-        await _give_back(conn, refund, now=now)
+        await _give_back(tx, refund, now=now)
     return decision
 
 
-async def _give_back(conn: AsyncConnection, refund: Row[Any], *, now: datetime) -> None:
-    await refresh_amount_refunded(conn, refund.payment_id, now=now)
-    await journal.post(
-        conn,
+async def _give_back(tx: LedgerSession, refund: Record, *, now: datetime) -> None:
+    await refresh_amount_refunded(tx, refund.payment_id, now=now)
+    tx.post(
         f"refund:{refund.id}:returned",
         "refund_returned",
         journal.two_legs(

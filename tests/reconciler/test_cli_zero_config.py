@@ -14,13 +14,14 @@ import httpx
 
 from reconciler.db.engine import Database
 from reconciler.ledger.merchants import create_merchant
+from reconciler.ledger.session import ledger_session
 from tests.processes import free_port, run_cli, serve
 
 
 async def add_merchant(url: str) -> int:
     db = Database(url)
     try:
-        async with db.write() as conn:
+        async with ledger_session(db) as conn:
             return await create_merchant(conn, name="Acme", now=datetime.now(UTC))
     finally:
         await db.dispose()

@@ -13,6 +13,7 @@ from reconciler.apply import EventApplier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.db.tables import payments, refunds
+from reconciler.ledger.session import ledger_session
 from tests.factories import payable_merchant
 from tests.scenarios import FEE_PERCENT, SCENARIOS, Scene
 from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
@@ -53,7 +54,7 @@ async def test_scenario_from_fed_events(
 async def test_a_refund_before_its_payment_succeeded_brings_the_payment_up_first(
     db: Database, world: StripeWorld, now: datetime
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
     intent = await world.pay(merchant_id, 10000, "pm_card_bypassPending")
     await world.control_post("dashboard/refunds", {"payment_intent": intent.id, "amount": 2500})

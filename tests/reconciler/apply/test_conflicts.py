@@ -15,12 +15,13 @@ from reconciler.db.tables import discrepancies, payments
 from reconciler.ledger.merchants import get_merchant, mark_deauthorized, set_connect_state
 from reconciler.ledger.payments import create_payment, get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, reserve_payout
+from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
 from tests.factories import all_balances, payable_merchant, settled_payment
 
 
 async def discrepancy_rows(db: Database) -> list[tuple[str, str]]:
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         found = await conn.execute(select(discrepancies.c.kind, discrepancies.c.object_id))
         return [(kind, object_id) for kind, object_id in found]
 
@@ -40,7 +41,7 @@ class FakeStripe:
 async def test_transfer_for_a_cancelled_payout_is_reported_not_booked(
     db: Database, now: datetime
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await settled_payment(conn, merchant_id, 10000, now)
         payout_id = await reserve_payout(
@@ -63,7 +64,7 @@ async def test_transfer_for_a_cancelled_payout_is_reported_not_booked(
     await apply_object(ctx, transfer)  # seeing it again is not news
 
     assert stripe.fetched == [("transfer", "tr_1"), ("transfer", "tr_1")]
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert (await get_payout(conn, payout_id)).status == "cancelled"
         assert await all_balances(conn, merchant_id) == (10000, 10000, 10000)
         found = (
@@ -75,7 +76,7 @@ async def test_transfer_for_a_cancelled_payout_is_reported_not_booked(
 
 
 async def completed_payout(db: Database, now: datetime, account: str = "acct_acme") -> int:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await settled_payment(conn, merchant_id, 10000, now)
         payout_id = await reserve_payout(
@@ -116,7 +117,7 @@ async def test_a_transfer_that_is_not_the_payouts_is_reported_not_booked(
 
     await apply_object(ctx, transfer)
 
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payout = await get_payout(conn, payout_id)
         assert (payout.status, payout.stripe_transfer_id, payout.amount_reversed) == (
             "completed",
@@ -128,7 +129,7 @@ async def test_a_transfer_that_is_not_the_payouts_is_reported_not_booked(
 
 
 async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await mark_deauthorized(conn, merchant_id, now=now)
         await set_connect_state(
@@ -172,7 +173,7 @@ CHARGE_FOR_LESS = {
 async def test_a_success_for_another_amount_is_reported_not_booked(
     db: Database, now: datetime, snapshot: dict[str, Any]
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await create_payment(
             conn,
@@ -187,7 +188,7 @@ async def test_a_success_for_another_amount_is_reported_not_booked(
 
     await apply_object(ctx, snapshot)
 
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert (await get_payment(conn, payment_id)).status == "pending"
         assert await all_balances(conn, merchant_id) == (0, 0, 0)
     assert await discrepancy_rows(db) == [("amount_mismatch", snapshot["id"])]
@@ -196,7 +197,7 @@ async def test_a_success_for_another_amount_is_reported_not_booked(
 async def test_our_row_named_in_metadata_takes_the_stripe_id_once(
     db: Database, now: datetime
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await create_payment(
             conn,

@@ -13,6 +13,7 @@ from reconciler.apply import EventApplier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.db.tables import payments
+from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import payable_merchant
 from tests.scenarios import FEE_PERCENT
 from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
@@ -48,7 +49,7 @@ def thin_event(object_type: str, object_id: str) -> StoredEvent:
 async def test_a_thin_event_applies_the_object_fetched_fresh(
     db: Database, world: StripeWorld, now: datetime
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
     intent = await world.pay(merchant_id, 10000, "pm_card_bypassPending")
     applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
@@ -56,7 +57,7 @@ async def test_a_thin_event_applies_the_object_fetched_fresh(
     await applier(thin_event("payment_intent", intent.id))
     await applier(thin_event("payment_intent", intent.id))
 
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         found = (
             await conn.execute(
                 select(payments.c.payment_intent_id, payments.c.status, payments.c.stripe_fee)
@@ -70,18 +71,18 @@ async def test_a_thin_event_about_an_object_we_do_not_apply_changes_nothing(
 ) -> None:
     applier = EventApplier(db, world.gateway, Settings())
     await applier(thin_event("invoice", "in_123"))
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert (await conn.execute(select(payments.c.id))).all() == []
 
 
 async def test_a_thin_event_about_a_connected_accounts_object_is_not_ours(
     db: Database, world: StripeWorld, now: datetime
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
     intent = await world.pay(merchant_id, 10000, "pm_card_bypassPending")
     event = json.loads(thin_event("payment_intent", intent.id).payload)
     event["context"] = "acct_someone"
     await EventApplier(db, world.gateway, Settings())(StoredEvent(json.dumps(event)))
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert (await conn.execute(select(payments.c.id))).all() == []

@@ -9,6 +9,7 @@ from reconciler.db.engine import Database
 from reconciler.errors import InsufficientBalance
 from reconciler.ledger.balances import check_balance_invariant
 from reconciler.ledger.payouts import reserve_payout
+from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import all_balances, funded_merchant
 
 
@@ -19,7 +20,7 @@ async def test_fifty_racing_reservations_of_ten_dollars_from_a_hundred(
 
     async def reserve() -> bool:
         try:
-            async with db.write() as conn:
+            async with ledger_session(db) as conn:
                 await reserve_payout(
                     conn, merchant_id=merchant_id, amount=1000, currency="usd", now=now
                 )
@@ -31,6 +32,6 @@ async def test_fifty_racing_reservations_of_ten_dollars_from_a_hundred(
 
     assert outcomes.count(True) == 10
     assert outcomes.count(False) == 40
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert await all_balances(conn, merchant_id) == (0, 0, 0)
         assert await check_balance_invariant(conn) == []

@@ -11,6 +11,8 @@ from reconciler.db.tables import journal_entries, journal_legs
 from reconciler.errors import InvalidAmount, UnbalancedEntry, UnknownCurrency
 from reconciler.ledger import journal
 from reconciler.ledger.balances import account_balance
+from reconciler.ledger.merchants import create_merchant
+from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import journal_history
 
 CASH = "platform:stripe_available"
@@ -34,20 +36,36 @@ def test_unbalanced_or_invalid_entries_are_refused(legs: list[journal.Leg], erro
 
 async def test_posting_the_same_fact_twice_books_it_once(db: Database, now: datetime) -> None:
     legs = journal.two_legs(debit_account=CASH, credit_account=REVENUE, amount=250, currency="usd")
-    async with db.write() as conn:
-        assert await journal.post(conn, "fee:1", "fee", legs, now=now)
-        assert not await journal.post(conn, "fee:1", "fee", legs, now=now)
-        assert await journal_history(conn) == [("fee:1", [(REVENUE, 0, 250), (CASH, 250, 0)])]
-        assert await account_balance(conn, CASH, "usd") == 250
-        assert await account_balance(conn, REVENUE, "usd") == 250
+    async with ledger_session(db) as tx:
+        tx.post("fee:1", "fee", legs, now=now)
+        tx.post("fee:1", "fee", legs, now=now)
+        assert await journal_history(tx) == [("fee:1", [(REVENUE, 0, 250), (CASH, 250, 0)])]
+        assert await account_balance(tx, CASH, "usd") == 250
+        assert await account_balance(tx, REVENUE, "usd") == 250
+
+
+async def test_a_fact_posted_in_an_earlier_transaction_is_not_booked_again(
+    db: Database, now: datetime
+) -> None:
+    merchant = "merchant:1:payable"
+    legs = journal.two_legs(debit_account=CASH, credit_account=merchant, amount=250, currency="usd")
+    for _ in range(2):  # the second session holds nothing of the first: the unique key decides
+        async with ledger_session(db) as tx:
+            await create_merchant(tx, name="Acme", now=now)
+            tx.post("payment:1:succeeded", "payment_succeeded", legs, now=now, merchant_id=1)
+    async with ledger_reader(db) as tx:
+        assert await journal_history(tx) == [
+            ("payment:1:succeeded", [(merchant, 0, 250), (CASH, 250, 0)])
+        ]
+        assert await account_balance(tx, merchant, "usd") == 250  # the running total, once
 
 
 async def test_the_database_refuses_to_change_or_delete_the_journal(
     db: Database, now: datetime
 ) -> None:
     legs = journal.two_legs(debit_account=CASH, credit_account=REVENUE, amount=250, currency="usd")
-    async with db.write() as conn:
-        await journal.post(conn, "fee:1", "fee", legs, now=now)
+    async with ledger_session(db) as conn:
+        conn.post("fee:1", "fee", legs, now=now)
     for statement in (
         update(journal_legs).values(debit=1),
         delete(journal_legs),
@@ -55,9 +73,9 @@ async def test_the_database_refuses_to_change_or_delete_the_journal(
         delete(journal_entries),
     ):
         with pytest.raises(DBAPIError, match="append-only"):
-            async with db.write() as conn:
+            async with ledger_session(db) as conn:
                 await conn.execute(statement)
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert await journal_history(conn) == [("fee:1", [(REVENUE, 0, 250), (CASH, 250, 0)])]
 
 
@@ -65,7 +83,7 @@ async def test_a_leg_with_both_sides_is_refused_by_the_database(
     db: Database, now: datetime
 ) -> None:
     with pytest.raises(IntegrityError):
-        async with db.write() as conn:
+        async with ledger_session(db) as conn:
             entry = await conn.execute(
                 journal_entries.insert()
                 .values(idempotency_key="raw", kind="raw", created_at=now)
@@ -83,7 +101,7 @@ async def test_postgres_refuses_an_unbalanced_entry_at_commit(db: Database, now:
     if db.is_sqlite:
         pytest.skip("SQLite has no deferred triggers; the code's check is the guard there")
     with pytest.raises(DBAPIError, match="does not balance"):
-        async with db.write() as conn:
+        async with ledger_session(db) as conn:
             entry = await conn.execute(
                 journal_entries.insert()
                 .values(idempotency_key="raw", kind="raw", created_at=now)
@@ -109,5 +127,5 @@ async def test_postgres_refuses_an_unbalanced_entry_at_commit(db: Database, now:
                     },
                 ],
             )
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert (await conn.execute(text("SELECT count(*) FROM journal_entries"))).scalar() == 0

@@ -12,6 +12,7 @@ from reconciler.ledger.balances import check_balance_invariant
 from reconciler.ledger.payments import get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, record_reversal, reserve_payout
 from reconciler.ledger.refunds import advance_refund, create_refund
+from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import all_balances, funded_merchant, payable_merchant, settled_payment
 
 
@@ -19,7 +20,7 @@ async def test_racing_partial_reversals_credit_the_merchant_once(
     db: Database, now: datetime
 ) -> None:
     merchant_id = await funded_merchant(db, now, amount=10000)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         payout_id = await reserve_payout(
             conn, merchant_id=merchant_id, amount=1000, currency="usd", now=now
         )
@@ -27,13 +28,13 @@ async def test_racing_partial_reversals_credit_the_merchant_once(
         await advance_payout(conn, payout_id, "completed", now=now)
 
     async def reversed_to(total: int) -> None:
-        async with db.write() as conn:
+        async with ledger_session(db) as conn:
             await record_reversal(conn, payout_id, total, now=now)
 
     for _ in range(5):
         await asyncio.gather(reversed_to(300), reversed_to(600))
 
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert (await get_payout(conn, payout_id)).amount_reversed == 600
         assert await all_balances(conn, merchant_id) == (9600, 9600, 9600)
         assert await check_balance_invariant(conn) == []
@@ -41,7 +42,7 @@ async def test_racing_partial_reversals_credit_the_merchant_once(
 
 async def test_racing_completed_and_failed_settle_on_one(db: Database, now: datetime) -> None:
     merchant_id = await funded_merchant(db, now, amount=100000)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         payout_ids = [
             await reserve_payout(
                 conn, merchant_id=merchant_id, amount=1000, currency="usd", now=now
@@ -53,7 +54,7 @@ async def test_racing_completed_and_failed_settle_on_one(db: Database, now: date
 
     async def snapshot(payout_id: int, status: str) -> str:
         try:
-            async with db.write() as conn:
+            async with ledger_session(db) as conn:
                 await advance_payout(conn, payout_id, status, now=now, from_snapshot=True)
         except IllegalTransition:  # the loser is refused, never booked
             return "refused"
@@ -67,7 +68,7 @@ async def test_racing_completed_and_failed_settle_on_one(db: Database, now: date
         )
     )
     assert outcomes.count("refused") == 20
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         statuses = [(await get_payout(conn, payout_id)).status for payout_id in payout_ids]
         expected = 100000 - 1000 * statuses.count("completed")
         assert await all_balances(conn, merchant_id) == (expected, expected, expected)
@@ -77,7 +78,7 @@ async def test_racing_completed_and_failed_settle_on_one(db: Database, now: date
 async def test_racing_refund_failures_give_back_once_and_refunded_stays_true(
     db: Database, now: datetime
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await settled_payment(conn, merchant_id, 10000, now)
         kept = await create_refund(conn, payment_id=payment_id, amount=3000, now=now)
@@ -86,11 +87,11 @@ async def test_racing_refund_failures_give_back_once_and_refunded_stays_true(
         await advance_refund(conn, failing, "succeeded", now=now)
 
     async def failed() -> None:
-        async with db.write() as conn:
+        async with ledger_session(db) as conn:
             await advance_refund(conn, failing, "failed", now=now, from_snapshot=True)
 
     await asyncio.gather(failed(), failed(), failed())
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payment = await get_payment(conn, payment_id)
         assert (payment.status, payment.amount_refunded) == ("partially_refunded", 3000)
         assert await all_balances(conn, merchant_id) == (7000, 7000, 7000)

@@ -19,6 +19,7 @@ from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.payments import advance_payment, create_payment
 from reconciler.ledger.payouts import advance_payout, record_reversal, reserve_payout
 from reconciler.ledger.refunds import advance_refund, create_refund
+from reconciler.ledger.session import ledger_session
 from tests.factories import (
     NO_FEES,
     all_balances,
@@ -29,7 +30,7 @@ from tests.factories import (
 
 
 async def test_completed_payout_cannot_go_back_to_pending(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await settled_payment(conn, merchant_id, 10000, now)
         payout_id = await reserve_payout(
@@ -46,7 +47,7 @@ async def test_completed_payout_cannot_go_back_to_pending(db: Database, now: dat
 
 
 async def test_stale_snapshot_is_ignored_not_applied(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await settled_payment(conn, merchant_id, 10000, now)
         history = await journal_history(conn)
@@ -60,7 +61,7 @@ async def test_stale_snapshot_is_ignored_not_applied(db: Database, now: datetime
 
 
 async def test_refund_larger_than_what_is_left_is_refused(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await settled_payment(conn, merchant_id, 10000, now)
         await create_refund(conn, payment_id=payment_id, amount=6000, now=now)
@@ -70,7 +71,7 @@ async def test_refund_larger_than_what_is_left_is_refused(db: Database, now: dat
 
 
 async def test_failed_refund_cannot_succeed_again(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await settled_payment(conn, merchant_id, 10000, now)
         refund_id = await create_refund(conn, payment_id=payment_id, amount=100, now=now)
@@ -83,7 +84,7 @@ async def test_failed_refund_cannot_succeed_again(db: Database, now: datetime) -
 async def test_non_positive_or_fractional_amounts_are_refused(
     db: Database, now: datetime, amount: int
 ) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await settled_payment(conn, merchant_id, 10000, now)
         with pytest.raises(InvalidAmount):
@@ -99,7 +100,7 @@ async def test_non_positive_or_fractional_amounts_are_refused(
 
 
 async def test_unknown_currency_is_refused(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         with pytest.raises(UnknownCurrency, match="unknown currency 'eur'"):
             await create_payment(
@@ -110,7 +111,7 @@ async def test_unknown_currency_is_refused(db: Database, now: datetime) -> None:
 
 
 async def test_payout_beyond_the_balance_is_refused(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await settled_payment(conn, merchant_id, 1000, now)
         with pytest.raises(InsufficientBalance, match="balance 1000 does not cover payout 1001"):
@@ -120,7 +121,7 @@ async def test_payout_beyond_the_balance_is_refused(db: Database, now: datetime)
 
 
 async def test_payout_needs_an_enabled_connected_account(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await create_merchant(conn, name="NoConnect", now=now)
         await settled_payment(conn, merchant_id, 1000, now)
         with pytest.raises(AccountCannotReceive):
@@ -128,7 +129,7 @@ async def test_payout_needs_an_enabled_connected_account(db: Database, now: date
 
 
 async def test_reversal_of_a_payout_never_sent_is_refused(db: Database, now: datetime) -> None:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await settled_payment(conn, merchant_id, 1000, now)
         payout_id = await reserve_payout(

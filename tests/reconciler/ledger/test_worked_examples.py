@@ -14,6 +14,7 @@ from reconciler.ledger.balances import account_balance, check_balance_invariant
 from reconciler.ledger.payments import advance_payment, create_payment, get_payment, release_funds
 from reconciler.ledger.payouts import advance_payout, get_payout, record_reversal, reserve_payout
 from reconciler.ledger.refunds import advance_refund, create_refund, get_refund
+from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import TEN_PERCENT, all_balances, journal_history, payable_merchant
 
 PAYABLE = "merchant:1:payable"
@@ -32,7 +33,7 @@ PAYMENT_HISTORY = [
 
 
 async def pay(db: Database, now: datetime) -> int:
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         payment_id = await create_payment(
             conn,
@@ -52,7 +53,7 @@ async def pay(db: Database, now: datetime) -> int:
 
 
 async def assert_books(db: Database, history: list[object], balance: int) -> None:
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert await journal_history(conn) == history
         assert await all_balances(conn, 1) == (balance, balance, balance)
         assert await check_balance_invariant(conn) == []
@@ -62,7 +63,7 @@ async def test_payment_completes(db: Database, now: datetime) -> None:
     payment_id = await pay(db, now)
 
     await assert_books(db, PAYMENT_HISTORY, 9000)
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payment = await get_payment(conn, payment_id)
         assert (payment.status, payment.charge_id, payment.platform_fee) == (
             "succeeded",
@@ -78,7 +79,7 @@ async def test_payment_completes(db: Database, now: datetime) -> None:
 
 async def test_partial_refund(db: Database, now: datetime) -> None:
     payment_id = await pay(db, now)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         refund_id = await create_refund(
             conn, payment_id=payment_id, amount=2500, now=now, stripe_refund_id="re_1"
         )
@@ -89,7 +90,7 @@ async def test_partial_refund(db: Database, now: datetime) -> None:
         [*PAYMENT_HISTORY, ("refund:1:booked", [(PAYABLE, 2500, 0), (AVAILABLE, 0, 2500)])],
         6500,
     )
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payment = await get_payment(conn, payment_id)
         assert (payment.status, payment.amount_refunded) == ("partially_refunded", 2500)
         assert (await get_refund(conn, refund_id)).status == "succeeded"
@@ -97,14 +98,14 @@ async def test_partial_refund(db: Database, now: datetime) -> None:
 
 async def test_refund_that_fails_later_gives_the_money_back(db: Database, now: datetime) -> None:
     payment_id = await pay(db, now)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         refund_id = await create_refund(conn, payment_id=payment_id, amount=10000 - 1000, now=now)
         await advance_refund(conn, refund_id, "succeeded", now=now)
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert await all_balances(conn, 1) == (0, 0, 0)
         assert (await get_payment(conn, payment_id)).status == "partially_refunded"
 
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         await advance_refund(
             conn, refund_id, "failed", now=now, failure_reason="expired_or_canceled_card"
         )
@@ -118,7 +119,7 @@ async def test_refund_that_fails_later_gives_the_money_back(db: Database, now: d
         ],
         9000,
     )
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         refund = await get_refund(conn, refund_id)
         assert (refund.status, refund.failure_reason) == ("failed", "expired_or_canceled_card")
         payment = await get_payment(conn, payment_id)
@@ -127,7 +128,7 @@ async def test_refund_that_fails_later_gives_the_money_back(db: Database, now: d
 
 async def test_payout_completes(db: Database, now: datetime) -> None:
     await pay(db, now)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         payout_id = await reserve_payout(conn, merchant_id=1, amount=5000, currency="usd", now=now)
         await advance_payout(conn, payout_id, "processing", now=now, transfer_id="tr_1")
         await advance_payout(conn, payout_id, "completed", now=now)
@@ -141,7 +142,7 @@ async def test_payout_completes(db: Database, now: datetime) -> None:
         ],
         4000,
     )
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payout = await get_payout(conn, payout_id)
         assert (payout.status, payout.stripe_transfer_id) == ("completed", "tr_1")
         assert await account_balance(conn, IN_FLIGHT, "usd") == 0
@@ -149,13 +150,13 @@ async def test_payout_completes(db: Database, now: datetime) -> None:
 
 async def test_payout_that_fails_gives_the_money_back(db: Database, now: datetime) -> None:
     await pay(db, now)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         payout_id = await reserve_payout(conn, merchant_id=1, amount=5000, currency="usd", now=now)
         await advance_payout(conn, payout_id, "processing", now=now)
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         assert await all_balances(conn, 1) == (4000, 4000, 4000)
 
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         await advance_payout(
             conn, payout_id, "failed", now=now, failure_message="balance_insufficient"
         )
@@ -169,14 +170,14 @@ async def test_payout_that_fails_gives_the_money_back(db: Database, now: datetim
         ],
         9000,
     )
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payout = await get_payout(conn, payout_id)
         assert (payout.status, payout.failure_message) == ("failed", "balance_insufficient")
 
 
 async def test_reversed_payout_partly_then_fully(db: Database, now: datetime) -> None:
     await pay(db, now)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         payout_id = await reserve_payout(conn, merchant_id=1, amount=5000, currency="usd", now=now)
         await advance_payout(conn, payout_id, "processing", now=now, transfer_id="tr_1")
         await advance_payout(conn, payout_id, "completed", now=now)
@@ -199,14 +200,14 @@ async def test_reversed_payout_partly_then_fully(db: Database, now: datetime) ->
         ],
         9000,
     )
-    async with db.read() as conn:
+    async with ledger_reader(db) as conn:
         payout = await get_payout(conn, payout_id)
         assert (payout.status, payout.amount_reversed) == ("reversed", 5000)
 
 
 async def test_full_refund_marks_the_payment_refunded(db: Database, now: datetime) -> None:
     payment_id = await pay(db, now)
-    async with db.write() as conn:
+    async with ledger_session(db) as conn:
         first = await create_refund(conn, payment_id=payment_id, amount=4000, now=now)
         second = await create_refund(
             conn,
