@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.config import Settings
@@ -225,20 +225,17 @@ async def claim_due(
             )
         )
         events = [InboxEvent(**row._asdict()) for row in claimed]
-    return sorted(events, key=lambda event: ids.index(event.id))
+    order = {row_id: position for position, row_id in enumerate(ids)}
+    return sorted(events, key=lambda event: order[event.id])
 
 
 def _still_ours(events: Sequence[InboxEvent]) -> ColumnElement[bool]:
     """Rows whose claim is still the one these events came from: every claim counts an
     attempt, so a row reclaimed by another worker after our lease ran out no longer matches."""
+    claims = [(event.id, event.attempts) for event in events]
     return and_(
         inbox_events.c.status == PROCESSING,
-        or_(
-            *(
-                and_(inbox_events.c.id == event.id, inbox_events.c.attempts == event.attempts)
-                for event in events
-            )
-        ),
+        tuple_(inbox_events.c.id, inbox_events.c.attempts).in_(claims),
     )
 
 

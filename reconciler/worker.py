@@ -5,6 +5,10 @@ only apply. An applier manages its own transactions and is idempotent, so the ro
 done after it returns: a crash in between means the event is applied again, which changes
 nothing.
 
+An applier that can also apply a whole batch at once (`BatchApplier`, all or nothing) is given
+each claimed batch first; if the batch fails, its events are applied one at a time, so an event
+that cannot be applied fails alone and the others are not held back by it.
+
 The loop wakes when the webhook commits a new row (`wake()`), and also polls, for rows other
 instances stored. Tests drive `run_once(now)` directly with a clock of their own.
 """
@@ -15,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 from reconciler.db.engine import Database
 from reconciler.inbox import (
@@ -34,6 +39,17 @@ from reconciler.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 Applier = Callable[[InboxEvent], Awaitable[None]]
+
+
+@runtime_checkable
+class BatchApplier(Protocol):
+    async def __call__(self, event: InboxEvent) -> None: ...
+
+    async def apply_batch(self, events: Sequence[InboxEvent]) -> None:
+        """Apply every event, or (raising) none of them."""
+        ...
+
+
 Clock = Callable[[], datetime]
 POLL_INTERVAL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 10.0
@@ -50,7 +66,8 @@ def describe(error: BaseException) -> str:
 
 
 class InboxWorker:
-    """Applies inbox rows in batches of `batch_size`, one at a time, in claim order."""
+    """Claims inbox rows in batches of `batch_size` and applies them: the batch at once if the
+    applier can, else (or if that fails) one at a time, in claim order."""
 
     def __init__(
         self,
@@ -84,6 +101,9 @@ class InboxWorker:
         events = await claim_due(
             self._database, claim_time, limit=self._batch_size, policy=self._policy
         )
+        if len(events) > 1 and await self._apply_together(events):
+            await self._checkpoint(events, [], now)
+            return len(events)
         done: list[InboxEvent] = []
         heartbeat = time.monotonic()
         try:
@@ -110,6 +130,24 @@ class InboxWorker:
         async with self._database.write() as conn:
             await mark_done(conn, done, now or self._clock())
             await renew_lease(conn, waiting, now or self._clock(), self._policy)
+
+    async def _apply_together(self, events: list[InboxEvent]) -> bool:
+        if not isinstance(self._applier, BatchApplier) or self._stopping:
+            return False
+        started = time.perf_counter()
+        try:
+            await self._applier.apply_batch(events)
+        except Exception as error:  # one of them cannot be applied: each is tried alone
+            logger.info(
+                "batch of %d events applied one at a time: %s", len(events), describe(error)
+            )
+            return False
+        if self._metrics is not None:
+            each = (time.perf_counter() - started) / len(events)
+            for _ in events:
+                self._metrics.apply_duration.observe(each)
+            self._metrics.applied.inc(len(events))
+        return True
 
     async def _apply(self, event: InboxEvent, now: datetime | None) -> bool:
         started = time.perf_counter()

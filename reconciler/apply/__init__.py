@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.apply.events import EventApplier, apply_object
+from reconciler.apply.applier import EventApplier
+from reconciler.apply.events import apply_object
 
 __all__ = ["EventApplier", "apply_object"]

@@ -56,6 +56,11 @@ class ApplyContext:
         """This context with every transaction being `session`, reading Stripe via `stripe`."""
         return replace(self, shared=SharedTransaction(session), stripe=stripe)
 
+    @property
+    def spoiled(self) -> bool:
+        """In a batch: an error has passed through its transaction."""
+        return self.shared is not None and self.shared.spoiled
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[LedgerSession]:
         """A transaction for ledger changes."""

@@ -8,23 +8,27 @@ kind has one apply function, shared with the poller, the sweeper and manual reco
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.apply.accounts import apply_account, apply_deauthorization
 from reconciler.apply.balance import apply_balance
-from reconciler.apply.context import ApplyContext, utcnow
-from reconciler.apply.payments import apply_charge, apply_payment_intent
+from reconciler.apply.context import ApplyContext
+from reconciler.apply.payments import (
+    apply_charge,
+    apply_payment_intent,
+    charge_to_settle,
+    settles,
+)
 from reconciler.apply.refunds import apply_refund
 from reconciler.apply.transfers import apply_transfer
-from reconciler.config import Settings
-from reconciler.db.engine import Database
+from reconciler.db.tables import payments
 from reconciler.discrepancies import record_discrepancy
 from reconciler.errors import IllegalTransition
 from reconciler.gateway import StripeObject
-from reconciler.money import FeeSchedule
+from reconciler.ledger.session import LedgerSession
+from reconciler.stripe_events import THIN_EVENT_OBJECT
 
 ObjectApplier = Callable[[ApplyContext, StripeObject], Awaitable[None]]
 EventHandler = Callable[[ApplyContext, dict[str, Any]], Awaitable[None]]
@@ -57,6 +61,8 @@ async def apply_object(ctx: ApplyContext, obj: StripeObject) -> None:
         await applier(ctx, obj)
         return
     except IllegalTransition:
+        if ctx.shared is not None:
+            raise  # in a batch: give the batch up, this event is then applied alone
         fresh = await ctx.stripe.retrieve(obj["object"], obj["id"])
     try:
         await applier(ctx, fresh)
@@ -122,45 +128,50 @@ async def _balance_available(ctx: ApplyContext, event: dict[str, Any]) -> None:
 CONNECT_EVENTS = frozenset({"account.updated", "account.application.deauthorized"})
 
 
-class StoredEvent(Protocol):
-    @property
-    def payload(self) -> str: ...
+def _thin_related(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """The object a thin event is about, if it is one of ours to apply."""
+    if payload.get("context"):  # about a connected account's own object
+        return None
+    related = payload.get("related_object") or {}
+    if related.get("type") in OBJECT_APPLIERS and related.get("id"):
+        return related["type"], related["id"]
+    return None
 
 
-class EventApplier:
-    """What the inbox worker calls for each stored event. Idempotent: applying an event
-    again changes nothing, so a crash between applying and marking done is harmless."""
+def _is_ours(payload: dict[str, Any]) -> bool:
+    return not payload.get("account") or payload.get("type") in CONNECT_EVENTS
 
-    def __init__(
-        self,
-        database: Database,
-        stripe: Any,
-        settings: Settings,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.context = ApplyContext(
-            db=database,
-            stripe=stripe,
-            fees=FeeSchedule(settings.platform_fee_percent, settings.platform_fee_fixed),
-            detected_by="webhook",
-            clock=clock,
-        )
 
-    async def __call__(self, event: StoredEvent) -> None:
-        payload = json.loads(event.payload)
-        if payload.get("object") == "v2.core.event":
-            await self._apply_thin(payload)
-            return
-        if payload.get("account") and payload.get("type") not in CONNECT_EVENTS:
-            return
-        handler = HANDLERS.get(payload.get("type", ""))
-        if handler is not None:
-            await handler(self.context, payload)
+async def apply_event(ctx: ApplyContext, payload: dict[str, Any]) -> None:
+    """Apply one stored event's payload, whatever its shape; unknown types change nothing."""
+    if payload.get("object") == THIN_EVENT_OBJECT:
+        related = _thin_related(payload)
+        if related is not None:
+            await apply_object(ctx, await ctx.stripe.retrieve(*related))
+        return
+    handler = HANDLERS.get(payload.get("type", ""))
+    if handler is not None and _is_ours(payload):
+        await handler(ctx, payload)
 
-    async def _apply_thin(self, payload: dict[str, Any]) -> None:
-        if payload.get("context"):  # about a connected account's own object
-            return
-        related = payload.get("related_object") or {}
-        if related.get("type") in OBJECT_APPLIERS and related.get("id"):
-            fresh = await self.context.stripe.retrieve(related["type"], related["id"])
-            await apply_object(self.context, fresh)
+
+StripeRead = tuple[str, ...]  # a StripeReader method's name, then its arguments
+
+
+async def stripe_reads(tx: LedgerSession, payload: dict[str, Any]) -> list[StripeRead]:
+    """The Stripe reads applying this event will make, as far as they can be told beforehand
+    from the event and the rows `tx` holds, so a batch can make them before its transaction.
+    A read missed here is still made when applying; one listed needlessly costs a call."""
+    if payload.get("object") == THIN_EVENT_OBJECT:
+        related = _thin_related(payload)
+        return [("retrieve", *related)] if related else []
+    if not _is_ours(payload) or payload.get("type") not in HANDLERS:
+        return []
+    obj = (payload.get("data") or {}).get("object") or {}
+    if payload["type"] == "account.updated":
+        return [("account", obj["id"])]
+    if obj.get("object") == "payment_intent":
+        charge_id = charge_to_settle(obj, await tx.find(payments, "payment_intent_id", obj["id"]))
+        return [("charge", charge_id)] if charge_id else []
+    if obj.get("object") == "charge" and settles(obj):
+        return [("charge", obj["id"])]
+    return []

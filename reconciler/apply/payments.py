@@ -36,13 +36,28 @@ def payment_status_of(intent: StripeObject) -> str:
     return "pending"
 
 
+def charge_to_settle(intent: StripeObject, payment: Record | None) -> str | None:
+    """The charge to fetch for a PaymentIntent snapshot: a succeeded one's payment needs its
+    balance transaction (Stripe's fee, when funds are available) until both are booked."""
+    if payment_status_of(intent) != "succeeded":
+        return None
+    if payment is not None and payment.stripe_fee is not None and payment.funds_available:
+        return None
+    return stripe_id(intent.get("latest_charge"))
+
+
+def settles(charge: StripeObject) -> bool:
+    """A captured charge whose snapshot lacks its balance transaction: fetch it expanded."""
+    succeeded = charge.get("status") == "succeeded" and charge.get("captured", True)
+    return bool(succeeded) and not isinstance(charge.get("balance_transaction"), dict)
+
+
 async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
     """Move the ledger to what this PaymentIntent snapshot says."""
     status = payment_status_of(intent)
-    charge = None
-    if status == "succeeded" and await _needs_settlement(ctx, intent["id"]):
-        charge_id = stripe_id(intent.get("latest_charge"))
-        charge = await ctx.stripe.charge(charge_id) if charge_id else None
+    async with ctx.read() as tx:
+        charge_id = charge_to_settle(intent, await _find.payment_by_intent(tx, intent["id"]))
+    charge = await ctx.stripe.charge(charge_id) if charge_id else None
     now = ctx.clock()
     async with ctx.write() as tx:
         payment = await _payment_for_intent(ctx, tx, intent)
@@ -82,7 +97,7 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
         if payment is None:
             return
     if charge.get("status") == "succeeded" and charge.get("captured", True):
-        if not isinstance(charge.get("balance_transaction"), dict):
+        if settles(charge):
             charge = await ctx.stripe.charge(charge["id"])
         async with ctx.write() as tx:
             captured = int(charge.get("amount_captured", charge.get("amount")) or 0)
@@ -130,12 +145,6 @@ async def _apply_charge_refunds(ctx: ApplyContext, charge: StripeObject) -> None
         listed = await ctx.stripe.refunds_for_charge(charge["id"])
     for refund in listed:
         await apply_refund(ctx, refund)
-
-
-async def _needs_settlement(ctx: ApplyContext, intent_id: str) -> bool:
-    async with ctx.read() as tx:
-        payment = await _find.payment_by_intent(tx, intent_id)
-    return payment is None or payment.stripe_fee is None or not payment.funds_available
 
 
 async def _settle(

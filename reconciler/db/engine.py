@@ -3,7 +3,11 @@
 - `read()`: a plain transaction.
 - `write()`: a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
   the single write lock up front: a deferred transaction that reads and then writes can fail
-  with SQLITE_BUSY instead of waiting, because its snapshot went stale.
+  with SQLITE_BUSY instead of waiting, because its snapshot went stale. Writers of one process
+  also queue for that lock in the event loop first: SQLite's own wait for a busy lock sleeps
+  (1, 2, 5, 10... ms), so two of our writers meeting there (the webhook's group commit and the
+  worker) would each lose milliseconds; in the queue the next one starts the moment the last
+  commits. Other processes are still waited for by SQLite's busy timeout.
 
 Ledger changes run in a `write()` through `reconciler.ledger.session`, which on PostgreSQL also
 locks each merchant's row (`SELECT ... FOR UPDATE`) before deciding anything about its money.
@@ -11,6 +15,7 @@ locks each merchant's row (`SELECT ... FOR UPDATE`) before deciding anything abo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,8 +64,10 @@ class Database:
         else:
             options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine = create_async_engine(url, **options)
+        self._writers: asyncio.Lock | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            self._writers = asyncio.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -76,8 +83,11 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            if self.is_sqlite:
-                await conn.execution_options(**{_IMMEDIATE: True})
+        if self._writers is None:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        async with self._writers, self.engine.connect() as conn:
+            await conn.execution_options(**{_IMMEDIATE: True})
             async with conn.begin():
                 yield conn

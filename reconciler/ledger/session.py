@@ -114,6 +114,7 @@ class LedgerSession:
         self._posted: set[str] = set()
         self._spare_ids: dict[str, list[int]] = defaultdict(list)
         self._id_block: dict[str, int] = defaultdict(lambda: 1)
+        self._next_sqlite_id: dict[str, int] = {}
 
     @property
     def dialect(self) -> Dialect:
@@ -144,7 +145,8 @@ class LedgerSession:
         """The row whose `column` (the id or a lookup column) holds `value`, or None."""
         if value is None:
             return None
-        await self.load(table, column, [value])
+        if not self._known(table, column, value):
+            await self.load(table, column, [value])
         return self._cached(table, column, value)
 
     async def load(self, table: Table, column: str, values: Iterable[Any]) -> None:
@@ -208,6 +210,11 @@ class LedgerSession:
                 rows = await self._conn.execute(select(table).where(table.c.id.in_(chunk)))
                 for row in rows.mappings():
                     self._hold(table, dict(row))
+
+    def held_merchants(self) -> set[int]:
+        """The merchants of every row held."""
+        owners = (_merchant_of(record) for record in self._rows.values())
+        return {owner for owner in owners if owner is not None}
 
     async def insert(self, table: Table, **values: Any) -> Record:
         """A new row, written at the next flush; its id is known now."""
@@ -382,6 +389,15 @@ class LedgerSession:
                 self._index[(record.table.name, column, value)] = record.values["id"]
 
     async def _next_id(self, table: Table) -> int:
+        if not self._locks_rows:
+            # SQLite: this transaction holds the only write lock, so the ids after the largest
+            # (those SQLite itself would give) are ours for as long as it lasts.
+            if table.name not in self._next_sqlite_id:
+                largest = await self._conn.scalar(select(func.max(table.c.id)))
+                self._next_sqlite_id[table.name] = int(largest or 0) + 1
+            row_id = self._next_sqlite_id[table.name]
+            self._next_sqlite_id[table.name] += 1
+            return row_id
         spare = self._spare_ids[table.name]
         if not spare:
             spare.extend(await self._reserve_ids(table, self._id_block[table.name]))
@@ -389,13 +405,6 @@ class LedgerSession:
         return spare.pop(0)
 
     async def _reserve_ids(self, table: Table, count: int) -> list[int]:
-        if not self._locks_rows:
-            # SQLite: this transaction holds the only write lock, so the ids after the largest
-            # (those SQLite itself would give) are ours; rows held unwritten count too.
-            largest = await self._conn.scalar(select(func.coalesce(func.max(table.c.id), 0)))
-            held = max((row_id for name, row_id in self._new if name == table.name), default=0)
-            first = max(int(largest or 0), held) + 1
-            return list(range(first, first + count))
         # PostgreSQL: from the sequence, so concurrent instances never take the same id. A
         # block doubles as the transaction needs more; ids it leaves unused are gaps, as any
         # rolled-back insert leaves.
