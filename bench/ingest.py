@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,6 +169,7 @@ def database(kind: str, postgres_url: str) -> Iterator[str]:
 
 
 LEDGER_APPLIER = "bench._e2e_applier:ledger_applier"
+KINDS = ("sqlite", "postgresql")
 
 
 def service_env(url: str, *, worker: bool, applier: str = LEDGER_APPLIER) -> dict[str, str]:
@@ -189,21 +192,43 @@ def show(label: str, result: LoadResult) -> None:
     )
 
 
-def ingest(kind: str, args: argparse.Namespace, bare: LoadResult) -> None:
-    with database(kind, args.postgres_url) as url:
-        merchant_id = asyncio.run(prepare(url))
-        port = free_port()
-        serve = ["-m", "reconciler.cli", "serve", "--port", str(port)]
-        with server(serve, service_env(url, worker=False), port):
-            requests = signed_requests(args.events, merchant_id, f"ing{kind}")
-            result = asyncio.run(drive(port, requests, args.connections))
-        stored = asyncio.run(count_rows(url))
-    show(f"service ({kind})", result)
-    verdict = "ok" if stored == result.ok else "MISMATCH"
-    print(
-        f"    ratio service/bare {result.rate / bare.rate:.2f} (goal >= 0.40); "
-        f"inbox rows {stored:,} = 2xx {result.ok:,}: {verdict}"
-    )
+def ingest(args: argparse.Namespace, kinds: tuple[str, ...]) -> None:
+    """Rounds of: the bare endpoint, then each service, all servers already up, so every
+    ratio compares runs made moments apart (the machine's speed drifts between minutes)."""
+    with contextlib.ExitStack() as stack:
+        bare_port = free_port()
+        stack.enter_context(
+            server(["-m", "bench._bare", "--port", str(bare_port)], dict(os.environ), bare_port)
+        )
+        services = {}
+        for kind in kinds:
+            url = stack.enter_context(database(kind, args.postgres_url))
+            merchant_id = asyncio.run(prepare(url))
+            port = free_port()
+            serve = ["-m", "reconciler.cli", "serve", "--port", str(port)]
+            stack.enter_context(server(serve, service_env(url, worker=False), port))
+            services[kind] = (url, port, merchant_id)
+        ratios: dict[str, list[float]] = {kind: [] for kind in kinds}
+        acknowledged = dict.fromkeys(kinds, 0)
+        for round_number in range(1, args.rounds + 1):
+            print(f"  round {round_number}")
+            requests = signed_requests(args.events, 1, f"bare{round_number}")
+            bare = asyncio.run(drive(bare_port, requests, args.connections))
+            show("bare endpoint", bare)
+            for kind, (_, port, merchant_id) in services.items():
+                requests = signed_requests(args.events, merchant_id, f"ing{round_number}")
+                result = asyncio.run(drive(port, requests, args.connections))
+                acknowledged[kind] += result.ok
+                ratios[kind].append(result.rate / bare.rate)
+                show(f"service ({kind})", result)
+                print(f"    ratio service/bare {result.rate / bare.rate:.2f}")
+        for kind, (url, _, _) in services.items():
+            stored = asyncio.run(count_rows(url))
+            verdict = "ok" if stored == acknowledged[kind] else "MISMATCH"
+            print(
+                f"  {kind}: median ratio {statistics.median(ratios[kind]):.2f} (goal >= 0.40); "
+                f"inbox rows {stored:,} = 2xx {acknowledged[kind]:,}: {verdict}"
+            )
 
 
 async def _end_to_end(port: int, url: str, requests: list[bytes], connections: int) -> None:
@@ -240,21 +265,19 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--e2e-events", type=int, default=3_000)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="ingest rounds (default 3)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--skip", choices=["ingest", "e2e"], action="append", default=[])
+    parser.add_argument(
+        "--database", choices=KINDS, action="append", help="only this database (repeatable)"
+    )
     args = parser.parse_args()
+    kinds = tuple(args.database or KINDS)
     print(f"{args.events:,} events over {args.connections} connections, {os.cpu_count()} CPUs")
     if "ingest" not in args.skip:
-        port = free_port()
-        with server(["-m", "bench._bare", "--port", str(port)], dict(os.environ), port):
-            bare = asyncio.run(
-                drive(port, signed_requests(args.events, 1, "bare"), args.connections)
-            )
-        show("bare endpoint", bare)
-        for kind in ("sqlite", "postgresql"):
-            ingest(kind, args, bare)
+        ingest(args, kinds)
     if "e2e" not in args.skip:
-        for kind in ("sqlite", "postgresql"):
+        for kind in kinds:
             end_to_end(kind, args, LEDGER_APPLIER)
             # The same run with an applier that does nothing: the inbox pipeline's own limit.
             end_to_end(kind, args, "noop")

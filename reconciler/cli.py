@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from reconciler.gateway import StripeGateway
 from reconciler.inbox import STATUSES, list_events, replay
 
 log = logging.getLogger("reconciler")
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,7 +105,16 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     with contextlib.ExitStack() as stack:
         if settings.uses_sandbox:
             settings = stack.enter_context(_local_stripe(settings, f"http://{host}:{port}"))
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+        app = create_app(settings)
+        # Everything imported so far (the stripe SDK alone is a great many objects) lives as
+        # long as the process: set it aside from the cyclic collector, whose full passes over
+        # it otherwise pause every request in flight (p99 ~90 ms under load; ~20 ms without).
+        gc.freeze()
+        # Database drivers work in threads (aiosqlite, the inbox's SQLite writer) that need the
+        # interpreter lock for a moment between statements; by default a busy event loop keeps
+        # it up to 5 ms each time, and every webhook waits on those handoffs.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.config import Settings
-from reconciler.db.dialect import insert_for
+from reconciler.db.bulk import insert_new
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
 from reconciler.errors import NotFound, ReconcilerError
@@ -114,7 +114,7 @@ class InboxSummary:
     last_error: str | None
 
 
-def _row_values(event: NewEvent, now: datetime) -> dict[str, object]:
+def row_values(event: NewEvent, now: datetime) -> dict[str, object]:
     return {
         "stripe_event_id": event.stripe_event_id,
         "endpoint": event.endpoint,
@@ -141,15 +141,8 @@ async def store_events(
     Deduplication is the unique constraint's job (ON CONFLICT DO NOTHING), never a prior read:
     two deliveries of one event racing each other store exactly one row.
     """
-    if not events:
-        return set()
-    statement = (
-        insert_for(conn, inbox_events)
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(inbox_events.c.stripe_event_id)
-    )
-    result = await conn.execute(statement, [_row_values(event, now) for event in events])
-    return set(result.scalars().all())
+    rows = [row_values(event, now) for event in events]
+    return await insert_new(conn, inbox_events, rows, unique="stripe_event_id")
 
 
 async def store_event(conn: AsyncConnection, event: NewEvent, now: datetime) -> bool:

@@ -1,11 +1,13 @@
 """Group commit for the webhook inbox.
 
 Each request hands its row to the writer and waits. One task takes every row waiting at that
-moment, inserts them in a single transaction, commits, and only then answers each waiter. A
-commit costs the same for one row as for a hundred (the fsync dominates), so under load the
-service pays one commit per batch instead of one per request; when idle a batch is a single
-row and nothing waits longer than its own commit. Durability is unchanged: a caller hears
-"stored" only after the transaction holding its row has committed.
+moment, stores them in a single commit (`inbox_store`: one round trip), and only then answers
+each waiter. A commit costs about the same for one row as for a hundred, so under load the
+service pays one commit per batch instead of one per request, and the rows that arrive while
+one commit runs make the next batch; when idle a batch is a single row and nothing waits
+longer than its own commit. There is no gathering pause: it only added its length to every
+request's latency once commits became cheap. Durability is unchanged: a caller hears "stored"
+only after the commit holding its row.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconciler.db.engine import Database
-from reconciler.inbox import NewEvent, store_events
+from reconciler.inbox import NewEvent
+from reconciler.inbox_store import InboxStore, open_inbox_store
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +43,11 @@ class InboxWriter:
         database: Database,
         *,
         max_batch: int = 500,
-        gather_seconds: float = 0.002,
         on_commit: Callable[[], None] | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        self._database = database
+        self._store: InboxStore = open_inbox_store(database)
         self._max_batch = max_batch
-        self._gather_seconds = gather_seconds
         self._on_commit = on_commit
         self._clock = clock
         self._queue: asyncio.Queue[tuple[NewEvent, asyncio.Future[bool]]] = asyncio.Queue()
@@ -76,14 +77,11 @@ class InboxWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        await self._store.close()
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            if self._gather_seconds > 0:
-                # Let requests already in flight reach the queue: a millisecond or two of
-                # latency saves a transaction's fixed cost for every one that makes it.
-                await asyncio.sleep(self._gather_seconds)
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -98,8 +96,7 @@ class InboxWriter:
         for event, _ in batch:
             unique.setdefault(event.stripe_event_id, event)
         try:
-            async with self._database.write() as conn:
-                new = await store_events(conn, list(unique.values()), self._clock())
+            new = await self._store.store(list(unique.values()), self._clock())
         except Exception as error:  # every waiter must hear of it; the loop must go on
             logger.warning(
                 "inbox batch of %d rows not stored: %s", len(batch), type(error).__name__

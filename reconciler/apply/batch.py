@@ -127,6 +127,7 @@ async def apply_batch(
         reads = [call for payload in payloads for call in await reads_of(reader, payload)]
     await memo.warm(reads)
     async with ledger_session(ctx.db) as tx:
+        tx.expect_inserts(len(payloads))
         await load_rows(tx, payloads)
         await tx.lock_merchants(tx.held_merchants())
         together = ctx.in_batch(tx, memo)

@@ -29,19 +29,24 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "reconciler_immediate"
 
 
+def configure_sqlite_connection(connection: Any) -> None:
+    """What every connection to the SQLite file needs, whoever opens it."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # FULL: an acknowledged webhook or payout row must survive a power cut, not just a crash.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     # pysqlite's own transaction handling emits BEGIN lazily and never IMMEDIATE; take it over
     # (the SQLAlchemy-documented recipe) so we decide when and how each transaction begins.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # FULL: an acknowledged webhook or payout row must survive a power cut, not just a crash.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
+        configure_sqlite_connection(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -91,3 +96,13 @@ class Database:
             await conn.execution_options(**{_IMMEDIATE: True})
             async with conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """This process's turn to write (SQLite), for a writer with a connection of its own;
+        it must still begin its transaction IMMEDIATE. Elsewhere there is no turn to wait."""
+        if self._writers is None:
+            yield
+            return
+        async with self._writers:
+            yield

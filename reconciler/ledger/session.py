@@ -30,6 +30,7 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
+from reconciler.db.bulk import insert_rows
 from reconciler.db.dialect import insert_for
 from reconciler.db.engine import Database
 from reconciler.db.tables import (
@@ -113,7 +114,8 @@ class LedgerSession:
         self._entries: list[_Entry] = []
         self._posted: set[str] = set()
         self._spare_ids: dict[str, list[int]] = defaultdict(list)
-        self._id_block: dict[str, int] = defaultdict(lambda: 1)
+        self._id_block: dict[str, int] = {}
+        self._first_id_block = 1
         self._next_sqlite_id: dict[str, int] = {}
 
     @property
@@ -272,7 +274,7 @@ class LedgerSession:
                 if record.table is table:
                     shapes[frozenset(record.values)].append(dict(record.values))
             for rows in shapes.values():
-                await self._conn.execute(table.insert(), rows)
+                await insert_rows(self._conn, table, rows)
         for table in LEDGER_TABLES:
             changed = [record for record in dirty.values() if record.table is table]
             if changed:
@@ -296,35 +298,46 @@ class LedgerSession:
         )
 
     async def _write_entries(self, entries: list[_Entry]) -> None:
-        inserted = await self._conn.execute(
-            insert_for(self._conn, journal_entries)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(journal_entries.c.id, journal_entries.c.idempotency_key),
+        # A fact posted by an earlier transaction is not posted again. Deciding that by a read
+        # is safe here: every entry is about one merchant's objects, whose row this transaction
+        # holds locked (PostgreSQL) or holds the only write lock (SQLite); the unique key
+        # remains the backstop, failing the transaction rather than booking twice.
+        keys = [entry.key for entry in entries]
+        posted: set[str] = set()
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            column = journal_entries.c.idempotency_key
+            posted.update(await self._conn.scalars(select(column).where(column.in_(chunk))))
+        booked = [entry for entry in entries if entry.key not in posted]
+        if not booked:
+            return
+        ids = await self._take_ids(journal_entries, len(booked))
+        await insert_rows(
+            self._conn,
+            journal_entries,
             [
                 {
+                    "id": entry_id,
                     "idempotency_key": entry.key,
                     "kind": entry.kind,
                     "merchant_id": entry.merchant_id,
                     "created_at": entry.created_at,
                 }
-                for entry in entries
+                for entry_id, entry in zip(ids, booked, strict=True)
             ],
         )
-        ids = {key: entry_id for entry_id, key in inserted}
-        booked = [entry for entry in entries if entry.key in ids]
-        if not booked:
-            return
-        await self._conn.execute(
-            journal_legs.insert(),
+        await insert_rows(
+            self._conn,
+            journal_legs,
             [
                 {
-                    "entry_id": ids[entry.key],
+                    "entry_id": entry_id,
                     "account": leg.account,
                     "currency": leg.currency,
                     "debit": leg.debit,
                     "credit": leg.credit,
                 }
-                for entry in booked
+                for entry_id, entry in zip(ids, booked, strict=True)
                 for leg in entry.legs
             ],
         )
@@ -390,21 +403,29 @@ class LedgerSession:
 
     async def _next_id(self, table: Table) -> int:
         if not self._locks_rows:
+            return (await self._take_ids(table, 1))[0]
+        spare = self._spare_ids[table.name]
+        if not spare:
+            block = self._id_block.get(table.name, self._first_id_block)
+            spare.extend(await self._take_ids(table, block))
+            self._id_block[table.name] = min(block * 2, _MAX_ID_BLOCK)
+        return spare.pop(0)
+
+    def expect_inserts(self, count: int) -> None:
+        """About this many rows per table may be inserted (a batch of events): on PostgreSQL,
+        take ids in blocks of that size rather than growing from one."""
+        self._first_id_block = max(1, min(count, _MAX_ID_BLOCK))
+
+    async def _take_ids(self, table: Table, count: int) -> list[int]:
+        if not self._locks_rows:
             # SQLite: this transaction holds the only write lock, so the ids after the largest
             # (those SQLite itself would give) are ours for as long as it lasts.
             if table.name not in self._next_sqlite_id:
                 largest = await self._conn.scalar(select(func.max(table.c.id)))
                 self._next_sqlite_id[table.name] = int(largest or 0) + 1
-            row_id = self._next_sqlite_id[table.name]
-            self._next_sqlite_id[table.name] += 1
-            return row_id
-        spare = self._spare_ids[table.name]
-        if not spare:
-            spare.extend(await self._reserve_ids(table, self._id_block[table.name]))
-            self._id_block[table.name] = min(self._id_block[table.name] * 2, _MAX_ID_BLOCK)
-        return spare.pop(0)
-
-    async def _reserve_ids(self, table: Table, count: int) -> list[int]:
+            first = self._next_sqlite_id[table.name]
+            self._next_sqlite_id[table.name] += count
+            return list(range(first, first + count))
         # PostgreSQL: from the sequence, so concurrent instances never take the same id. A
         # block doubles as the transaction needs more; ids it leaves unused are gaps, as any
         # rolled-back insert leaves.
