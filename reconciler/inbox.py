@@ -23,6 +23,7 @@ from reconciler.db.bulk import insert_new
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
 from reconciler.errors import NotFound, ReconcilerError
+from reconciler.ledger.session import Queryable
 
 RECEIVED, PROCESSING, DONE, FAILED, DEAD, IGNORED = (
     "received",
@@ -142,7 +143,7 @@ async def store_events(
     two deliveries of one event racing each other store exactly one row.
     """
     rows = [row_values(event, now) for event in events]
-    return await insert_new(conn, inbox_events, rows, unique="stripe_event_id")
+    return set(await insert_new(conn, inbox_events, rows, unique="stripe_event_id"))
 
 
 async def store_event(conn: AsyncConnection, event: NewEvent, now: datetime) -> bool:
@@ -159,9 +160,15 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 
 async def claim_due(
-    database: Database, now: datetime, *, limit: int, policy: InboxPolicy
+    database: Database,
+    now: datetime,
+    *,
+    limit: int,
+    policy: InboxPolicy,
+    tried_only: bool = False,
 ) -> list[InboxEvent]:
-    """Take up to `limit` due rows for this worker, leasing them for `policy.lease_seconds`.
+    """Take up to `limit` due rows for this worker, leasing them for `policy.lease_seconds`;
+    with `tried_only`, only rows tried before (those never tried go in batches instead).
 
     PostgreSQL skips rows another instance holds (FOR UPDATE SKIP LOCKED), so instances share
     the work; SQLite takes the database's write lock (BEGIN IMMEDIATE): one worker at a time.
@@ -175,6 +182,8 @@ async def claim_due(
         .order_by(columns.next_attempt_at, columns.id)
         .limit(limit)
     )
+    if tried_only:
+        query = query.where(or_(columns.attempts > 0, columns.status != RECEIVED))
     async with database.write() as conn:
         if not database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
@@ -220,6 +229,74 @@ async def claim_due(
         events = [InboxEvent(**row._asdict()) for row in claimed]
     order = {row_id: position for position, row_id in enumerate(ids)}
     return sorted(events, key=lambda event: order[event.id])
+
+
+_EVENT_COLUMNS = (
+    inbox_events.c.id,
+    inbox_events.c.stripe_event_id,
+    inbox_events.c.endpoint,
+    inbox_events.c.event_type,
+    inbox_events.c.livemode,
+    inbox_events.c.account,
+    inbox_events.c.payload,
+    inbox_events.c.attempts,
+)
+
+
+def _fresh(now: datetime) -> ColumnElement[bool]:
+    columns = inbox_events.c
+    return and_(columns.status == RECEIVED, columns.attempts == 0, columns.next_attempt_at <= now)
+
+
+async def peek_fresh(conn: AsyncConnection, now: datetime, *, limit: int) -> list[InboxEvent]:
+    """Up to `limit` events received and never tried, oldest first, claiming nothing.
+
+    These are for a batch that takes and finishes its rows inside its own transaction
+    (`take_fresh`, `mark_applied`): they go from received to done in one commit, or stay
+    received if it fails, and never need a lease. Events tried before (failed, or left in
+    processing by a worker that died) are claimed one at a time (`claim_due`).
+    """
+    query = (
+        select(*_EVENT_COLUMNS)
+        .where(_fresh(now))
+        .order_by(inbox_events.c.next_attempt_at, inbox_events.c.id)
+        .limit(limit)
+    )
+    rows = await conn.execute(query)
+    return [InboxEvent(**{**row._asdict(), "attempts": row.attempts + 1}) for row in rows]
+
+
+async def take_fresh(
+    conn: Queryable, events: Sequence[InboxEvent], now: datetime
+) -> list[InboxEvent]:
+    """Those of `events` still fresh, held by the caller's transaction until it ends:
+    PostgreSQL locks them, skipping rows another instance holds; SQLite's write lock already
+    keeps every other writer out."""
+    columns = inbox_events.c
+    # By id alone, so the primary key finds them (a condition on status could lead the
+    # planner down the status index, through every row waiting); freshness is checked here.
+    query = select(columns.id, columns.status, columns.attempts, columns.next_attempt_at).where(
+        columns.id.in_([event.id for event in events])
+    )
+    if conn.dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True)
+    taken = {
+        row.id
+        for row in await conn.execute(query)
+        if row.status == RECEIVED and row.attempts == 0 and row.next_attempt_at <= now
+    }
+    return [event for event in events if event.id in taken]
+
+
+async def mark_applied(conn: Queryable, events: Sequence[InboxEvent], now: datetime) -> None:
+    """Fresh events applied in this transaction: done, at their first try."""
+    if not events:
+        return
+    await conn.execute(
+        update(inbox_events)
+        .where(inbox_events.c.id.in_([event.id for event in events]))
+        .values(status=DONE, attempts=1, locked_until=None, last_error=None, processed_at=now)
+    )
 
 
 def _still_ours(events: Sequence[InboxEvent]) -> ColumnElement[bool]:

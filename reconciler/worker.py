@@ -6,8 +6,10 @@ done after it returns: a crash in between means the event is applied again, whic
 nothing.
 
 An applier that can also apply a whole batch at once (`BatchApplier`, all or nothing) is given
-each claimed batch first; if the batch fails, its events are applied one at a time, so an event
-that cannot be applied fails alone and the others are not held back by it.
+the events never tried yet, to apply in one transaction that also takes their rows and marks
+them done (`BatchRows`): received to done in one commit. If that batch fails, nothing of it is
+kept and its events are claimed and applied one at a time like any retry, so an event that
+cannot be applied fails alone and the others are not held back by it.
 
 The loop wakes when the webhook commits a new row (`wake()`), and also polls, for rows other
 instances stored. Tests drive `run_once(now)` directly with a clock of their own.
@@ -29,11 +31,15 @@ from reconciler.inbox import (
     InboxEvent,
     InboxPolicy,
     claim_due,
+    mark_applied,
     mark_done,
     mark_failed,
+    peek_fresh,
     release,
     renew_lease,
+    take_fresh,
 )
+from reconciler.ledger.session import Queryable
 from reconciler.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -41,12 +47,29 @@ logger = logging.getLogger(__name__)
 Applier = Callable[[InboxEvent], Awaitable[None]]
 
 
+class BatchRows:
+    """What a batch applier does with the inbox rows inside its transaction: `take` the
+    events still fresh before applying (only those may be applied), `finish` them after."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    async def take(self, tx: Queryable, events: Sequence[InboxEvent]) -> list[InboxEvent]:
+        return await take_fresh(tx, events, self.now)
+
+    async def finish(self, tx: Queryable, events: Sequence[InboxEvent]) -> None:
+        await mark_applied(tx, events, self.now)
+
+
 @runtime_checkable
 class BatchApplier(Protocol):
     async def __call__(self, event: InboxEvent) -> None: ...
 
-    async def apply_batch(self, events: Sequence[InboxEvent]) -> None:
-        """Apply every event, or (raising) none of them."""
+    async def apply_batch(
+        self, events: Sequence[InboxEvent], rows: BatchRows
+    ) -> Sequence[InboxEvent]:
+        """Apply the events `rows.take` gives, and finish them, in one transaction; return
+        them. All or nothing: raising, it changed nothing."""
         ...
 
 
@@ -96,14 +119,19 @@ class InboxWorker:
         self._wakeup.set()
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """Claim one batch due at `now` and apply it; return how many rows were claimed."""
+        """Apply one batch due at `now`: events never tried together if the applier can, then
+        the rest one at a time. Returns how many rows were taken."""
         claim_time = now or self._clock()
+        together = await self._apply_together(claim_time)
+        # After a batch, only retries are left to claim here (fresh rows make the next
+        # batch); with no batch (none possible, or it failed) every due row is claimed.
         events = await claim_due(
-            self._database, claim_time, limit=self._batch_size, policy=self._policy
+            self._database,
+            claim_time,
+            limit=self._batch_size,
+            policy=self._policy,
+            tried_only=together > 0,
         )
-        if len(events) > 1 and await self._apply_together(events):
-            await self._checkpoint(events, [], now)
-            return len(events)
         done: list[InboxEvent] = []
         heartbeat = time.monotonic()
         try:
@@ -120,7 +148,7 @@ class InboxWorker:
         finally:
             # Done rows are marked together: one commit per batch, not one per event.
             await self._checkpoint(done, [], now)
-        return len(events)
+        return together + len(events)
 
     async def _checkpoint(
         self, done: list[InboxEvent], waiting: list[InboxEvent], now: datetime | None
@@ -131,23 +159,27 @@ class InboxWorker:
             await mark_done(conn, done, now or self._clock())
             await renew_lease(conn, waiting, now or self._clock(), self._policy)
 
-    async def _apply_together(self, events: list[InboxEvent]) -> bool:
+    async def _apply_together(self, now: datetime) -> int:
         if not isinstance(self._applier, BatchApplier) or self._stopping:
-            return False
+            return 0
+        async with self._database.read() as conn:
+            fresh = await peek_fresh(conn, now, limit=self._batch_size)
+        if not fresh:
+            return 0
         started = time.perf_counter()
         try:
-            await self._applier.apply_batch(events)
+            applied = await self._applier.apply_batch(fresh, BatchRows(now))
         except Exception as error:  # one of them cannot be applied: each is tried alone
             logger.info(
-                "batch of %d events applied one at a time: %s", len(events), describe(error)
+                "batch of %d events to be applied one at a time: %s", len(fresh), describe(error)
             )
-            return False
-        if self._metrics is not None:
-            each = (time.perf_counter() - started) / len(events)
-            for _ in events:
+            return 0
+        if self._metrics is not None and applied:
+            each = (time.perf_counter() - started) / len(applied)
+            for _ in applied:
                 self._metrics.apply_duration.observe(each)
-            self._metrics.applied.inc(len(events))
-        return True
+            self._metrics.applied.inc(len(applied))
+        return len(applied)
 
     async def _apply(self, event: InboxEvent, now: datetime | None) -> bool:
         started = time.perf_counter()

@@ -5,19 +5,31 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from reconciler.apply.batch import apply_batch
+from reconciler.apply.batch import apply_together, read_stripe_first
 from reconciler.apply.context import ApplyContext, utcnow
 from reconciler.apply.events import apply_event, stripe_reads
 from reconciler.config import Settings
 from reconciler.db.engine import Database
+from reconciler.ledger.session import LedgerSession, ledger_session
 from reconciler.money import FeeSchedule
 
 
 class StoredEvent(Protocol):
     @property
     def payload(self) -> str: ...
+
+
+Event = TypeVar("Event", bound=StoredEvent)
+
+
+class Rows(Protocol[Event]):
+    """How the caller's rows are taken and finished in the batch's transaction (the inbox
+    worker's `BatchRows`)."""
+
+    async def take(self, tx: LedgerSession, events: Sequence[Event]) -> list[Event]: ...
+    async def finish(self, tx: LedgerSession, events: Sequence[Event]) -> None: ...
 
 
 class EventApplier:
@@ -43,7 +55,19 @@ class EventApplier:
     async def __call__(self, event: StoredEvent) -> None:
         await apply_event(self.context, json.loads(event.payload))
 
-    async def apply_batch(self, events: Sequence[StoredEvent]) -> None:
-        """All of `events` or none (`BatchSpoiled`, or the error): see `apply.batch`."""
+    async def apply_batch(self, events: Sequence[Event], rows: Rows[Event]) -> list[Event]:
+        """Apply, in one transaction, the events `rows.take` gives there, and finish them;
+        return them. All or nothing (`BatchSpoiled`, or the error): see `apply.batch`."""
         payloads = [json.loads(event.payload) for event in events]
-        await apply_batch(self.context, payloads, apply_event, stripe_reads)
+        stripe = await read_stripe_first(self.context, payloads, stripe_reads)
+        async with ledger_session(self.context.db) as tx:
+            taken = await rows.take(tx, events)
+            chosen = {id(event) for event in taken}
+            mine = [
+                payload
+                for event, payload in zip(events, payloads, strict=True)
+                if id(event) in chosen
+            ]
+            await apply_together(self.context, tx, stripe, mine, apply_event)
+            await rows.finish(tx, taken)
+        return taken

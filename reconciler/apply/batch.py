@@ -25,7 +25,7 @@ from reconciler.apply.context import ApplyContext, StripeReader, metadata_int, s
 from reconciler.apply.events import StripeRead
 from reconciler.db.tables import merchants, payments, payouts, refunds
 from reconciler.gateway import StripeObject
-from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
+from reconciler.ledger.session import LedgerSession, ledger_reader
 
 Payload = dict[str, Any]
 WARM_CONCURRENCY = 8
@@ -113,25 +113,35 @@ async def load_rows(tx: LedgerSession, payloads: Sequence[Payload]) -> None:
     await tx.load(merchants, "id", [*wanted.get((merchants, "id"), []), *tx.held_merchants()])
 
 
-async def apply_batch(
+async def read_stripe_first(
     ctx: ApplyContext,
     payloads: Sequence[Payload],
-    apply_one: Callable[[ApplyContext, Payload], Awaitable[None]],
     reads_of: Callable[[LedgerSession, Payload], Awaitable[list[StripeRead]]],
-) -> None:
-    """Apply every payload with `apply_one` in one transaction (see the module docstring);
-    `reads_of` tells the Stripe reads each will make."""
+) -> StripeMemo:
+    """Step 1, before the batch's transaction: the Stripe reads `reads_of` says applying the
+    payloads will make, made now."""
     memo = StripeMemo(ctx.stripe)
     async with ledger_reader(ctx.db) as reader:
         await load_rows(reader, payloads)
         reads = [call for payload in payloads for call in await reads_of(reader, payload)]
     await memo.warm(reads)
-    async with ledger_session(ctx.db) as tx:
-        tx.expect_inserts(len(payloads))
-        await load_rows(tx, payloads)
-        await tx.lock_merchants(tx.held_merchants())
-        together = ctx.in_batch(tx, memo)
-        for payload in payloads:
-            await apply_one(together, payload)
-            if together.spoiled:
-                raise BatchSpoiled("an event of the batch failed")
+    return memo
+
+
+async def apply_together(
+    ctx: ApplyContext,
+    tx: LedgerSession,
+    stripe: StripeMemo,
+    payloads: Sequence[Payload],
+    apply_one: Callable[[ApplyContext, Payload], Awaitable[None]],
+) -> None:
+    """Step 2, in the caller's transaction `tx`: every payload applied with `apply_one`.
+    Raises (and the caller must roll back) if any event spoils the batch."""
+    tx.expect_inserts(len(payloads))
+    await load_rows(tx, payloads)
+    await tx.lock_merchants(tx.held_merchants())
+    together = ctx.in_batch(tx, stripe)
+    for payload in payloads:
+        await apply_one(together, payload)
+        if together.spoiled:
+            raise BatchSpoiled("an event of the batch failed")

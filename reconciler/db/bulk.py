@@ -79,7 +79,7 @@ def new_rows_statement(
     """The one statement `insert_new` runs: rows in as arrays (PostgreSQL, one parameter per
     column) or as one JSON array (SQLite, one parameter), spelled with `placeholder(n)`."""
     names = ", ".join(f'"{column.name}"' for column in columns)
-    conflict = f'ON CONFLICT ("{unique}") DO NOTHING RETURNING "{unique}"'
+    conflict = f'ON CONFLICT ("{unique}") DO NOTHING RETURNING "{unique}", "id"'
     if dialect.name == "postgresql":
         sources = ", ".join(
             f"CAST({placeholder(i)} AS {column.type.compile(dialect)}[])"
@@ -106,13 +106,13 @@ def new_rows_parameters(
 
 async def insert_new(
     conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], unique: str
-) -> set[Any]:
+) -> dict[Any, int]:
     """Insert the `rows` (each with the same keys) whose `unique` column value is not stored
-    yet, in one statement; return the `unique` values inserted."""
+    yet, in one statement; return the `unique` value of each row inserted, with its id."""
     if not rows:
-        return set()
+        return {}
     columns = [table.c[name] for name in rows[0]]
     sql = new_rows_statement(table, columns, conn.dialect, unique, lambda i: f":p{i}")
     values = new_rows_parameters(columns, rows, conn.dialect)
     parameters = {f"p{i}": value for i, value in enumerate(values)}
-    return set((await conn.execute(text(sql), parameters)).scalars())
+    return {key: row_id for key, row_id in await conn.execute(text(sql), parameters)}

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal, select, text, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from reconciler.db.bulk import insert_rows
+from reconciler.db.bulk import insert_new, insert_rows
 from reconciler.db.dialect import insert_for
 from reconciler.db.engine import Database
 from reconciler.db.tables import (
@@ -159,7 +160,7 @@ class LedgerSession:
         ]
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start : start + _IN_CHUNK]
-            rows = await self.execute(select(table).where(table.c[column].in_(chunk)))
+            rows = await self.execute(_rows_where(table, column, chunk, self.dialect))
             for row in rows.mappings():
                 self._hold(table, dict(row))
             for value in chunk:
@@ -298,34 +299,25 @@ class LedgerSession:
         )
 
     async def _write_entries(self, entries: list[_Entry]) -> None:
-        # A fact posted by an earlier transaction is not posted again. Deciding that by a read
-        # is safe here: every entry is about one merchant's objects, whose row this transaction
-        # holds locked (PostgreSQL) or holds the only write lock (SQLite); the unique key
-        # remains the backstop, failing the transaction rather than booking twice.
-        keys = [entry.key for entry in entries]
-        posted: set[str] = set()
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
-            column = journal_entries.c.idempotency_key
-            posted.update(await self._conn.scalars(select(column).where(column.in_(chunk))))
-        booked = [entry for entry in entries if entry.key not in posted]
-        if not booked:
-            return
-        ids = await self._take_ids(journal_entries, len(booked))
-        await insert_rows(
+        # A fact posted by an earlier transaction is not posted again: the unique key decides
+        # (ON CONFLICT DO NOTHING), and only entries it let in get their legs and totals.
+        posted = await insert_new(
             self._conn,
             journal_entries,
             [
                 {
-                    "id": entry_id,
                     "idempotency_key": entry.key,
                     "kind": entry.kind,
                     "merchant_id": entry.merchant_id,
                     "created_at": entry.created_at,
                 }
-                for entry_id, entry in zip(ids, booked, strict=True)
+                for entry in entries
             ],
+            unique="idempotency_key",
         )
+        booked = [(posted[entry.key], entry) for entry in entries if entry.key in posted]
+        if not booked:
+            return
         await insert_rows(
             self._conn,
             journal_legs,
@@ -337,11 +329,11 @@ class LedgerSession:
                     "debit": leg.debit,
                     "credit": leg.credit,
                 }
-                for entry_id, entry in zip(ids, booked, strict=True)
+                for entry_id, entry in booked
                 for leg in entry.legs
             ],
         )
-        await self._add_to_running_totals([leg for entry in booked for leg in entry.legs])
+        await self._add_to_running_totals([leg for _, entry in booked for leg in entry.legs])
 
     async def _add_to_running_totals(self, legs: list[Leg]) -> None:
         # Only merchants' accounts keep a running total: they are what payout and refund checks
@@ -440,6 +432,22 @@ class LedgerSession:
 
 # What a read may run on: a plain connection, or a session (which writes what it holds first).
 Queryable = AsyncConnection | LedgerSession
+
+
+def _rows_where(table: Table, column: str, values: list[Any], dialect: Dialect) -> Select[Any]:
+    """The rows whose `column` is one of `values`. SQLite looks each value up in the column's
+    unique index. PostgreSQL gets the values as one array, each looked up on its own (a
+    lateral join): an IN list is compared row by row, and on a table not yet analysed the
+    planner may choose to scan it all, once per batch, however large it has grown."""
+    if dialect.name != "postgresql":
+        return select(table).where(table.c[column].in_(values))
+    keys = (
+        func.unnest(literal(values, ARRAY(table.c[column].type)))
+        .table_valued("value")
+        .render_derived(name="wanted")
+    )
+    match = select(table).where(table.c[column] == keys.c.value).lateral()
+    return select(*match.c).select_from(keys).join(match, true())
 
 
 def _merchant_of(record: Record) -> int | None:

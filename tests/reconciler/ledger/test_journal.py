@@ -5,6 +5,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.engine import Database
 from reconciler.db.tables import journal_entries, journal_legs
@@ -96,36 +97,50 @@ async def test_a_leg_with_both_sides_is_refused_by_the_database(
             )
 
 
+def _legs(entry_id: int, *amounts: tuple[int, int]) -> list[dict[str, object]]:
+    return [
+        {"entry_id": entry_id, "account": CASH, "currency": "usd", "debit": debit, "credit": credit}
+        for debit, credit in amounts
+    ]
+
+
+async def _raw_entry(conn: AsyncConnection, key: str, now: datetime) -> int:
+    entry = await conn.execute(
+        journal_entries.insert()
+        .values(idempotency_key=key, kind="raw", created_at=now)
+        .returning(journal_entries.c.id)
+    )
+    return int(entry.scalar_one())
+
+
 @pytest.mark.postgres
-async def test_postgres_refuses_an_unbalanced_entry_at_commit(db: Database, now: datetime) -> None:
+async def test_postgres_refuses_an_unbalanced_entry(db: Database, now: datetime) -> None:
     if db.is_sqlite:
-        pytest.skip("SQLite has no deferred triggers; the code's check is the guard there")
+        pytest.skip("SQLite has no statement triggers over new rows; the code's check guards it")
     with pytest.raises(DBAPIError, match="does not balance"):
-        async with ledger_session(db) as conn:
-            entry = await conn.execute(
-                journal_entries.insert()
-                .values(idempotency_key="raw", kind="raw", created_at=now)
-                .returning(journal_entries.c.id)
-            )
-            entry_id = entry.scalar_one()
-            await conn.execute(
-                journal_legs.insert(),
-                [
-                    {
-                        "entry_id": entry_id,
-                        "account": CASH,
-                        "currency": "usd",
-                        "debit": 5,
-                        "credit": 0,
-                    },
-                    {
-                        "entry_id": entry_id,
-                        "account": REVENUE,
-                        "currency": "usd",
-                        "debit": 0,
-                        "credit": 4,
-                    },
-                ],
-            )
-    async with ledger_reader(db) as conn:
+        async with db.write() as conn:
+            entry_id = await _raw_entry(conn, "raw", now)
+            # One statement, as LedgerSession.flush writes an entry's legs.
+            await conn.execute(journal_legs.insert().values(_legs(entry_id, (5, 0), (0, 4))))
+    with pytest.raises(DBAPIError, match="fewer than two legs"):
+        async with db.write() as conn:
+            entry_id = await _raw_entry(conn, "lonely", now)
+            await conn.execute(journal_legs.insert().values(_legs(entry_id, (5, 0))))
+    async with db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM journal_entries"))).scalar() == 0
+
+
+@pytest.mark.postgres
+async def test_postgres_refuses_a_leg_that_unbalances_an_old_entry(
+    db: Database, now: datetime
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite has no statement triggers over new rows; the code's check guards it")
+    async with db.write() as conn:
+        entry_id = await _raw_entry(conn, "raw", now)
+        await conn.execute(journal_legs.insert().values(_legs(entry_id, (5, 0), (0, 5))))
+    with pytest.raises(DBAPIError, match="does not balance"):
+        async with db.write() as conn:
+            await conn.execute(journal_legs.insert().values(_legs(entry_id, (1, 0))))
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM journal_legs"))).scalar() == 2
