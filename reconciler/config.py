@@ -146,7 +146,7 @@ class Settings:
     # Which applier the worker calls: `ledger` (the real one), `noop`, `record:<file>` (tests:
     # appends each applied event id to the file), or `<module>:<factory>` (benchmarks).
     inbox_applier: str = "ledger"
-    inbox_batch_size: int = 100
+    inbox_batch_size: int = 500
     inbox_max_attempts: int = 8
     inbox_backoff_base_seconds: int = 10
     inbox_backoff_cap_seconds: int = 3600
@@ -203,7 +203,7 @@ class Settings:
             sandbox_port=read.integer("SANDBOX_PORT", 12111, minimum=1),
             inbox_worker_enabled=read.boolean("INBOX_WORKER_ENABLED", True),
             inbox_applier=read.string("INBOX_APPLIER", "ledger"),
-            inbox_batch_size=read.integer("INBOX_BATCH_SIZE", 100, minimum=1),
+            inbox_batch_size=read.integer("INBOX_BATCH_SIZE", 500, minimum=1),
             inbox_max_attempts=read.integer("INBOX_MAX_ATTEMPTS", 8, minimum=1),
             inbox_backoff_base_seconds=read.integer("INBOX_BACKOFF_BASE_SECONDS", 10, minimum=1),
             inbox_backoff_cap_seconds=read.integer("INBOX_BACKOFF_CAP_SECONDS", 3600, minimum=1),

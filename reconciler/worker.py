@@ -98,7 +98,7 @@ class InboxWorker:
         applier: Applier,
         *,
         policy: InboxPolicy | None = None,
-        batch_size: int = 100,
+        batch_size: int = 500,
         metrics: Metrics | None = None,
         clock: Clock = utcnow,
         poll_interval: float = POLL_INTERVAL_SECONDS,
