@@ -1,10 +1,11 @@
 """The scenarios, with the sandbox's real events fed straight to EventApplier: in order,
-reversed, and each three times. The ledger must end the same every time."""
+reversed, and each three times; one at a time, and all together as one batch (as the inbox
+worker hands them over). The ledger must end the same every time."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 
 import pytest
@@ -13,7 +14,7 @@ from reconciler.apply import EventApplier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.db.tables import payments, refunds
-from reconciler.ledger.session import ledger_session
+from reconciler.ledger.session import LedgerSession, ledger_session
 from tests.factories import payable_merchant
 from tests.scenarios import FEE_PERCENT, SCENARIOS, Scene
 from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
@@ -32,6 +33,17 @@ async def world() -> AsyncIterator[StripeWorld]:
         yield running
 
 
+class AllRows:
+    """The inbox's part of a batch, for events that have no rows: take them all."""
+
+    async def take(self, tx: LedgerSession, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        return list(events)
+
+    async def finish(self, tx: LedgerSession, events: Sequence[StoredEvent]) -> None:
+        return None
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "batch"])
 @pytest.mark.parametrize("order", list(ORDERS))
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.__name__)
 async def test_scenario_from_fed_events(
@@ -39,13 +51,18 @@ async def test_scenario_from_fed_events(
     world: StripeWorld,
     now: datetime,
     order: str,
+    together: bool,
     scenario: Callable[[Scene], Awaitable[None]],
 ) -> None:
     applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
 
     async def settle() -> None:
         # Every event so far, every time: applying an event again must change nothing.
-        for event in ORDERS[order](await world.events()):
+        events = ORDERS[order](await world.events())
+        if together:
+            await applier.apply_batch(events, AllRows())
+            return
+        for event in events:
             await applier(event)
 
     await scenario(Scene(db=db, world=world, settle=settle, now=now))

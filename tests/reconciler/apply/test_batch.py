@@ -1,0 +1,143 @@
+"""A batch of events in one transaction: all or nothing, and the worker falls back to one at a
+time, so an event that cannot be applied fails alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from reconciler import inbox
+from reconciler.apply import EventApplier
+from reconciler.apply.batch import StripeMemo
+from reconciler.apply.context import ApplyContext
+from reconciler.config import Settings
+from reconciler.db.engine import Database
+from reconciler.db.tables import inbox_events, journal_entries, payments
+from reconciler.errors import IllegalTransition
+from reconciler.gateway import StripeNotFound
+from reconciler.inbox import NewEvent
+from reconciler.ledger.session import ledger_reader, ledger_session
+from reconciler.money import FeeSchedule
+from reconciler.worker import InboxWorker
+from tests.factories import payable_merchant
+from tests.scenarios import FEE_PERCENT
+from tests.stripe_world import StripeWorld, stripe_world
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[StripeWorld]:
+    async with stripe_world() as running:
+        yield running
+
+
+def missing_charge_event() -> dict[str, Any]:
+    """A charge of a payment intent Stripe does not have: applying it must fail."""
+    return {
+        "id": "evt_missing",
+        "object": "event",
+        "type": "charge.succeeded",
+        "created": 1,
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": "ch_missing",
+                "object": "charge",
+                "status": "succeeded",
+                "payment_intent": "pi_missing",
+                "amount": 1000,
+                "currency": "usd",
+            }
+        },
+    }
+
+
+async def store(db: Database, now: datetime, events: list[dict[str, Any]]) -> None:
+    rows = [NewEvent(e["id"], "platform", e["type"], False, None, 1, json.dumps(e)) for e in events]
+    async with db.write() as conn:
+        await inbox.store_events(conn, rows, now)
+
+
+async def count(db: Database, table: Any) -> int:
+    async with ledger_reader(db) as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table)))
+
+
+async def test_one_event_that_fails_fails_alone_and_the_batch_is_applied_one_at_a_time(
+    db: Database, world: StripeWorld, now: datetime
+) -> None:
+    async with ledger_session(db) as conn:
+        merchant_id = await payable_merchant(conn, now)
+    await world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    events = [json.loads(event.payload) for event in await world.events()]
+    await store(db, now, [*events, missing_charge_event()])
+    applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
+    worker = InboxWorker(db, applier)
+
+    await worker.run_once(now)
+
+    async with db.read() as conn:
+        query = select(inbox_events.c.stripe_event_id, inbox_events.c.status)
+        rows = {event_id: status for event_id, status in await conn.execute(query)}
+    assert rows.pop("evt_missing") == "failed"
+    assert set(rows.values()) == {"done"}
+    assert await count(db, payments) == 1
+    # Paid, Stripe's fee, funds available: each once, though the batch was tried first.
+    assert await count(db, journal_entries) == 3
+
+
+async def test_a_failed_batch_leaves_nothing_behind(
+    db: Database, world: StripeWorld, now: datetime
+) -> None:
+    async with ledger_session(db) as conn:
+        merchant_id = await payable_merchant(conn, now)
+    await world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    events = [*await world.events()]
+    bad = type(events[0])(json.dumps(missing_charge_event()))
+    applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
+
+    class AllRows:
+        async def take(self, tx: Any, given: Any) -> list[Any]:
+            return list(given)
+
+        async def finish(self, tx: Any, given: Any) -> None:
+            return None
+
+    with pytest.raises(StripeNotFound):
+        await applier.apply_batch([*events, bad], AllRows())
+    assert await count(db, payments) == 0
+    assert await count(db, journal_entries) == 0
+
+
+async def test_an_error_handled_inside_a_batch_still_spoils_it(db: Database) -> None:
+    ctx = ApplyContext(db=db, stripe=None, fees=FeeSchedule())  # type: ignore[arg-type]
+    async with ledger_session(db) as tx:
+        together = ctx.in_batch(tx, ctx.stripe)
+        assert not together.spoiled
+        try:
+            async with together.write():
+                raise IllegalTransition("half an event may be held")
+        except IllegalTransition:
+            pass  # a handler that handles it (as apply_object once did) must not hide it
+        assert together.spoiled
+
+
+async def test_stripe_reads_are_made_once_and_a_failed_warm_read_is_made_again() -> None:
+    calls: list[str] = []
+
+    class Reader:
+        async def charge(self, charge_id: str) -> dict[str, Any]:
+            calls.append(charge_id)
+            if charge_id == "ch_down" and calls.count("ch_down") == 1:
+                raise ConnectionError("Stripe is slow today")
+            return {"id": charge_id}
+
+    memo = StripeMemo(Reader())  # type: ignore[arg-type]
+    await memo.warm([("charge", "ch_1"), ("charge", "ch_1"), ("charge", "ch_down")])
+    assert await memo.charge("ch_1") == {"id": "ch_1"}
+    assert await memo.charge("ch_down") == {"id": "ch_down"}  # read again, now it answers
+    assert sorted(calls) == ["ch_1", "ch_down", "ch_down"]

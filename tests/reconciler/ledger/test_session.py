@@ -1,0 +1,160 @@
+"""The ledger's unit of work: rows read once, changes written together, decisions on current
+data, and nothing written if the transaction fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select, update
+
+from reconciler.db.engine import Database
+from reconciler.db.tables import journal_entries, payments
+from reconciler.ledger.payments import advance_payment, create_payment, release_funds
+from reconciler.ledger.session import ledger_reader, ledger_session
+from reconciler.money import FeeSchedule
+from tests.factories import all_balances, payable_merchant
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """Every statement SQLAlchemy sends while the block runs."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def book_payments(db: Database, merchant_id: int, now: datetime, count: int) -> None:
+    async with ledger_session(db) as tx:
+        tx.expect_inserts(count)
+        for n in range(count):
+            payment_id = await create_payment(
+                tx,
+                merchant_id=merchant_id,
+                amount=1000,
+                currency="usd",
+                fees=FeeSchedule(),
+                now=now,
+                payment_intent_id=f"pi_{count}_{n}",
+            )
+            await advance_payment(tx, payment_id, "succeeded", now=now, stripe_fee=59)
+            await release_funds(tx, payment_id, now=now)
+
+
+async def test_many_changes_cost_the_statements_of_one(db: Database, now: datetime) -> None:
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+    with statements(db) as few:
+        await book_payments(db, merchant_id, now, 3)
+    with statements(db) as many:
+        await book_payments(db, merchant_id, now, 60)
+    assert len(many) == len(few)  # three payments, three entries each: no more statements
+    async with ledger_reader(db) as tx:
+        assert await tx.scalar(select(func.count()).select_from(journal_entries)) == 63 * 3
+        share = 63 * 1000
+        assert await all_balances(tx, merchant_id) == (share, share, share)
+
+
+async def test_a_query_sees_what_the_session_holds(db: Database, now: datetime) -> None:
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+        await create_payment(
+            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
+        )
+        assert await tx.scalar(select(func.count()).select_from(payments)) == 1
+
+
+async def test_nothing_is_written_when_the_block_fails(db: Database, now: datetime) -> None:
+    with pytest.raises(RuntimeError):
+        async with ledger_session(db) as tx:
+            merchant_id = await payable_merchant(tx, now)
+            await create_payment(
+                tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
+            )
+            raise RuntimeError("after the changes, before the commit")
+    async with ledger_reader(db) as tx:
+        assert await tx.scalar(select(func.count()).select_from(payments)) == 0
+
+
+async def test_rows_are_found_by_what_they_became(db: Database, now: datetime) -> None:
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+        payment_id = await create_payment(
+            tx,
+            merchant_id=merchant_id,
+            amount=500,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+            payment_intent_id="pi_1",
+        )
+        payment = await tx.get(payments, payment_id)
+        tx.update(payment, now=now, charge_id="ch_1")
+        tx.update(payment, now=now, charge_id="ch_2")
+        with statements(db) as seen:
+            assert await tx.find(payments, "payment_intent_id", "pi_1") is payment
+            assert await tx.find(payments, "charge_id", "ch_2") is payment
+        assert seen == []  # held: no statement needed
+        assert await tx.find(payments, "charge_id", "ch_1") is None
+    async with ledger_reader(db) as tx:
+        stored = await tx.find(payments, "charge_id", "ch_2")
+        assert stored is not None and stored.payment_intent_id == "pi_1"
+
+
+async def test_new_rows_take_ids_no_other_transaction_takes(db: Database, now: datetime) -> None:
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+
+    async def payment_ids(tag: str) -> list[int]:
+        async with ledger_session(db) as tx:
+            return [
+                await create_payment(
+                    tx,
+                    merchant_id=merchant_id,
+                    amount=100,
+                    currency="usd",
+                    fees=FeeSchedule(),
+                    now=now,
+                    payment_intent_id=f"pi_{tag}_{n}",
+                )
+                for n in range(5)
+            ]
+
+    first, second = await asyncio.gather(payment_ids("a"), payment_ids("b"))
+    assert len(set(first) | set(second)) == 10
+    async with ledger_reader(db) as tx:
+        assert await tx.scalar(select(func.count()).select_from(payments)) == 10
+
+
+@pytest.mark.postgres
+async def test_a_row_read_before_its_merchant_was_locked_is_read_again(
+    db: Database, now: datetime
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite: the transaction holds the write lock from its first statement")
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+        payment_id = await create_payment(
+            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
+        )
+    async with ledger_session(db) as tx:
+        seen = await tx.get(payments, payment_id)  # read, not locked
+        assert seen.status == "pending"
+        # Meanwhile another instance books the payment (it commits).
+        async with db.write() as other:
+            await other.execute(
+                update(payments).where(payments.c.id == payment_id).values(status="canceled")
+            )
+        locked = await tx.lock(payments, payment_id)
+        assert locked is seen and locked.status == "canceled"
