@@ -60,7 +60,10 @@ async def ours(
     if row is not None:
         return row
     row = await tx.find(table, "id", metadata_int(obj, metadata_key))
-    if row is None or getattr(row, stripe_column) is not None:
+    if row is None:
         return None
+    row = await tx.lock(table, row.id)  # decided on current data: another may claim it first
+    if getattr(row, stripe_column) is not None:
+        return row if getattr(row, stripe_column) == obj["id"] else None
     tx.update(row, now=now, **{stripe_column: obj["id"]})
     return row

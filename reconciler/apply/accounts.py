@@ -20,6 +20,8 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
         merchant = await _find.merchant_by_account(tx, account["id"])
         if merchant is None:
             merchant = await _find.merchant_by_id(tx, metadata_int(account, "icpay_account_id"))
+            if merchant is not None:  # decided on current data: another may claim it first
+                merchant = await tx.lock_merchant(merchant.id)
             if merchant is not None and merchant.stripe_account_id is None:
                 tx.update(merchant, now=now, stripe_account_id=account["id"])
             elif merchant is None or merchant.stripe_account_id != account["id"]:

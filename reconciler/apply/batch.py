@@ -140,6 +140,7 @@ async def apply_together(
     tx.expect_inserts(len(payloads))
     await load_rows(tx, payloads)
     await tx.lock_merchants(tx.held_merchants())
+    await load_rows(tx, payloads)  # what was not there before the locks is asked for again
     together = ctx.in_batch(tx, stripe)
     for payload in payloads:
         await apply_one(together, payload)

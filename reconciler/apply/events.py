@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.apply.accounts import apply_account, apply_deauthorization
 from reconciler.apply.balance import apply_balance
-from reconciler.apply.context import ApplyContext
+from reconciler.apply.context import ApplyContext, stripe_id
 from reconciler.apply.payments import (
     apply_charge,
     apply_payment_intent,
@@ -28,6 +28,7 @@ from reconciler.discrepancies import record_discrepancy
 from reconciler.errors import IllegalTransition
 from reconciler.gateway import StripeObject
 from reconciler.ledger.session import LedgerSession
+from reconciler.ledger.transitions import PAYMENT_CAPTURED
 from reconciler.stripe_events import THIN_EVENT_OBJECT
 
 ObjectApplier = Callable[[ApplyContext, StripeObject], Awaitable[None]]
@@ -172,6 +173,20 @@ async def stripe_reads(tx: LedgerSession, payload: dict[str, Any]) -> list[Strip
     if obj.get("object") == "payment_intent":
         charge_id = charge_to_settle(obj, await tx.find(payments, "payment_intent_id", obj["id"]))
         return [("charge", charge_id)] if charge_id else []
-    if obj.get("object") == "charge" and settles(obj):
-        return [("charge", obj["id"])]
-    return []
+    if obj.get("object") not in ("charge", "refund"):
+        return []
+    reads: list[StripeRead] = []
+    intent_id = stripe_id(obj.get("payment_intent"))
+    charge_id = obj["id"] if obj["object"] == "charge" else stripe_id(obj.get("charge"))
+    payment = await tx.find(payments, "charge_id", charge_id) or (
+        await tx.find(payments, "payment_intent_id", intent_id)
+    )
+    # The intent carries a charge's attribution, and brings a refund's payment up to date.
+    behind = payment is None or (
+        obj["object"] == "refund" and payment.status not in PAYMENT_CAPTURED
+    )
+    if intent_id and behind:
+        reads.append(("payment_intent", intent_id))
+    if obj["object"] == "charge" and settles(obj):
+        reads.append(("charge", obj["id"]))
+    return reads

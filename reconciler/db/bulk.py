@@ -14,12 +14,15 @@ is identical), then the rows go to the database whole:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+_LENGTH = re.compile(r"\(\d+\)")
 
 
 def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -81,8 +84,10 @@ def new_rows_statement(
     names = ", ".join(f'"{column.name}"' for column in columns)
     conflict = f'ON CONFLICT ("{unique}") DO NOTHING RETURNING "{unique}", "id"'
     if dialect.name == "postgresql":
+        # Arrays of the base type, without a length: an explicit cast to VARCHAR(n) would cut
+        # a longer value short in silence; the INSERT's own conversion refuses it instead.
         sources = ", ".join(
-            f"CAST({placeholder(i)} AS {column.type.compile(dialect)}[])"
+            f"CAST({placeholder(i)} AS {_LENGTH.sub('', column.type.compile(dialect))}[])"
             for i, column in enumerate(columns)
         )
         return f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({sources}) {conflict}'

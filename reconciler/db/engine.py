@@ -70,6 +70,7 @@ class Database:
             options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine = create_async_engine(url, **options)
         self._writers: asyncio.Lock | None = None
+        self._writing_task: asyncio.Task[Any] | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             self._writers = asyncio.Lock()
@@ -92,7 +93,7 @@ class Database:
             async with self.engine.connect() as conn, conn.begin():
                 yield conn
             return
-        async with self._writers, self.engine.connect() as conn:
+        async with self._turn(), self.engine.connect() as conn:
             await conn.execution_options(**{_IMMEDIATE: True})
             async with conn.begin():
                 yield conn
@@ -104,5 +105,19 @@ class Database:
         if self._writers is None:
             yield
             return
-        async with self._writers:
+        async with self._turn():
             yield
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        assert self._writers is not None
+        task = asyncio.current_task()
+        if task is not None and task is self._writing_task:
+            # The lock is not reentrant: waiting here would wait for ourselves forever.
+            raise RuntimeError("a write transaction inside another on the same database")
+        async with self._writers:
+            self._writing_task = task
+            try:
+                yield
+            finally:
+                self._writing_task = None

@@ -70,6 +70,10 @@ class ReadOnlySession(RuntimeError):
     """A change was attempted through a session opened for reading."""
 
 
+class UnlockedChange(RuntimeError):
+    """A held row was changed before its merchant was locked (a bug in the caller)."""
+
+
 class Record:
     """One ledger row held by a session. Read like a Row (`payment.status`); changed only
     through `LedgerSession.update`, so the session knows what to write."""
@@ -111,7 +115,8 @@ class LedgerSession:
         self._index: dict[tuple[str, str, Any], int | None] = {}
         self._locked: set[int] = set()
         self._new: dict[tuple[str, int], Record] = {}
-        self._dirty: dict[tuple[str, int], Record] = {}
+        # Held rows changed, with the columns changed: only those are written back.
+        self._dirty: dict[tuple[str, int], tuple[Record, set[str]]] = {}
         self._entries: list[_Entry] = []
         self._posted: set[str] = set()
         self._spare_ids: dict[str, list[int]] = defaultdict(list)
@@ -196,6 +201,9 @@ class LedgerSession:
         fresh = set(locked) - self._locked
         self._locked |= fresh
         await self._reread(fresh)
+        if fresh:
+            # "Not there" was learnt before the lock: let the next lookup ask again.
+            self._index = {key: row_id for key, row_id in self._index.items() if row_id is not None}
 
     async def _reread(self, merchant_ids: set[int]) -> None:
         """Rows read before their merchant was locked may be stale: read them again, in place
@@ -230,16 +238,24 @@ class LedgerSession:
         return record
 
     def update(self, record: Record, *, now: datetime, **values: Any) -> None:
-        """Change a held row (and its `updated_at`); written at the next flush."""
+        """Change a held row (and its `updated_at`); written at the next flush. On PostgreSQL
+        a row that exists already may change only once its merchant is locked (`lock`): a
+        change decided on an unlocked read could undo one committed meanwhile."""
         self._check_writable()
+        key = (record.table.name, record.values["id"])
+        if self._locks_rows and key not in self._new and _merchant_of(record) not in self._locked:
+            raise UnlockedChange(
+                f"{SINGULAR.get(record.table.name, record.table.name)} {key[1]} changed "
+                "without its merchant locked"
+            )
         for column in LOOKUP_COLUMNS.get(record.table.name, ()):
             if column in values and values[column] != record.values.get(column):
                 self._index.pop((record.table.name, column, record.values.get(column)), None)
         record.values.update(values, updated_at=now)
         self._index_record(record)
-        key = (record.table.name, record.values["id"])
         if key not in self._new:
-            self._dirty[key] = record
+            changed = self._dirty.setdefault(key, (record, set()))[1]
+            changed.update(values, ("updated_at",))
 
     def post(
         self,
@@ -277,14 +293,19 @@ class LedgerSession:
             for rows in shapes.values():
                 await insert_rows(self._conn, table, rows)
         for table in LEDGER_TABLES:
-            changed = [record for record in dirty.values() if record.table is table]
-            if changed:
-                await self._write_changes(table, changed)
+            # One executemany per set of columns changed.
+            by_columns: dict[frozenset[str], list[Record]] = defaultdict(list)
+            for record, changed in dirty.values():
+                if record.table is table:
+                    by_columns[frozenset(changed)].append(record)
+            for names, records in by_columns.items():
+                await self._write_changes(table, sorted(names), records)
         if entries:
             await self._write_entries(entries)
 
-    async def _write_changes(self, table: Table, records: Sequence[Record]) -> None:
-        columns = [column.name for column in table.columns if column.name != "id"]
+    async def _write_changes(
+        self, table: Table, columns: Sequence[str], records: Sequence[Record]
+    ) -> None:
         statement = (
             table.update()
             .where(table.c.id == bindparam("_id"))

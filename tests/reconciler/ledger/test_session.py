@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select, update
 from reconciler.db.engine import Database
 from reconciler.db.tables import journal_entries, payments
 from reconciler.ledger.payments import advance_payment, create_payment, release_funds
-from reconciler.ledger.session import ledger_reader, ledger_session
+from reconciler.ledger.session import UnlockedChange, ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
 from tests.factories import all_balances, payable_merchant
 
@@ -158,3 +158,45 @@ async def test_a_row_read_before_its_merchant_was_locked_is_read_again(
             )
         locked = await tx.lock(payments, payment_id)
         assert locked is seen and locked.status == "canceled"
+
+
+@pytest.mark.postgres
+async def test_a_held_row_cannot_change_before_its_merchant_is_locked(
+    db: Database, now: datetime
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite: the transaction holds the write lock from its first statement")
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+        payment_id = await create_payment(
+            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
+        )
+    with pytest.raises(UnlockedChange):
+        async with ledger_session(db) as tx:
+            seen = await tx.get(payments, payment_id)
+            tx.update(seen, now=now, charge_id="ch_1")  # decided on a read nobody locked
+    async with ledger_session(db) as tx:
+        locked = await tx.lock(payments, payment_id)
+        tx.update(locked, now=now, charge_id="ch_1")
+    async with ledger_reader(db) as tx:
+        assert (await tx.get(payments, payment_id)).charge_id == "ch_1"
+
+
+async def test_only_the_columns_changed_are_written_back(db: Database, now: datetime) -> None:
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+        payment_id = await create_payment(
+            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
+        )
+    async with ledger_session(db) as tx:
+        mine = await tx.lock(payments, payment_id)
+        tx.update(mine, now=now, charge_id="ch_1")
+        # A column this transaction did not change, changed underneath it (a raw statement
+        # in the same transaction, standing in for anything outside the session):
+        await tx.execute(
+            update(payments).where(payments.c.id == payment_id).values(amount_refunded=7)
+        )
+        tx.update(mine, now=now, charge_id="ch_2")
+    async with ledger_reader(db) as tx:
+        stored = await tx.get(payments, payment_id)
+        assert (stored.charge_id, stored.amount_refunded) == ("ch_2", 7)
