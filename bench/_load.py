@@ -36,11 +36,17 @@ def post_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
 
 
 async def _connection(
-    port: int, requests: list[bytes], statuses: dict[int, int], latencies: list[float]
+    port: int,
+    requests: list[bytes],
+    statuses: dict[int, int],
+    latencies: list[float],
+    schedule: list[float] | None,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        for request in requests:
+        for index, request in enumerate(requests):
+            if schedule is not None:
+                await asyncio.sleep(max(0.0, schedule[index] - time.perf_counter()))
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -58,13 +64,26 @@ async def _connection(
         await writer.wait_closed()
 
 
-async def drive(port: int, requests: Sequence[bytes], connections: int) -> LoadResult:
-    """Send every request, spread round-robin over `connections`, one in flight on each."""
+async def drive(
+    port: int, requests: Sequence[bytes], connections: int, rate: float | None = None
+) -> LoadResult:
+    """Send every request, spread round-robin over `connections`, one in flight on each: as
+    fast as answers come, or paced to `rate` requests a second in all (the n-th request is
+    due n/rate seconds after the start; a late answer delays only its own connection)."""
     shares = [list(requests[index::connections]) for index in range(connections)]
     statuses: dict[int, int] = {}
     latencies: list[float] = []
     started = time.perf_counter()
-    await asyncio.gather(*(_connection(port, share, statuses, latencies) for share in shares))
+    schedules: list[list[float] | None] = [
+        [started + (index + k * connections) / rate for k in range(len(share))] if rate else None
+        for index, share in enumerate(shares)
+    ]
+    await asyncio.gather(
+        *(
+            _connection(port, share, statuses, latencies, schedule)
+            for share, schedule in zip(shares, schedules, strict=True)
+        )
+    )
     seconds = time.perf_counter() - started
     ok = sum(count for status, count in statuses.items() if 200 <= status < 300)
     return LoadResult(len(requests), ok, statuses, seconds, latencies)

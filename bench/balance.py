@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Integer, String, cast, delete, func, insert, literal, select
+from sqlalchemy import Integer, String, cast, delete, func, insert, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.engine import Database
@@ -89,22 +89,25 @@ async def load_history(db: Database, rows: int) -> int:
             .join(payments, journal_entries.c.idempotency_key == key)
             .where(mine)
         )
-        for account, debit_side in (
-            (accounts.PLATFORM_PENDING, True),
-            (accounts.merchant_payable(merchant_id), False),
-        ):
-            legs = entries.with_only_columns(
+        sides = [
+            entries.with_only_columns(
                 journal_entries.c.id,
                 literal(account),
                 literal("usd"),
                 payments.c.amount if debit_side else literal(0, Integer),
                 literal(0, Integer) if debit_side else payments.c.amount,
             )
-            await conn.execute(
-                insert(journal_legs).from_select(
-                    ["entry_id", "account", "currency", "debit", "credit"], legs
-                )
+            for account, debit_side in (
+                (accounts.PLATFORM_PENDING, True),
+                (accounts.merchant_payable(merchant_id), False),
             )
+        ]
+        # Both legs of every entry in one statement, as PostgreSQL's balance check requires.
+        await conn.execute(
+            insert(journal_legs).from_select(
+                ["entry_id", "account", "currency", "debit", "credit"], union_all(*sides)
+            )
+        )
         await rebuild_running_totals(conn)
     return merchant_id
 

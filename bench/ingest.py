@@ -250,6 +250,60 @@ async def _end_to_end(port: int, url: str, requests: list[bytes], connections: i
     print(f"    sustained end to end: {result.ok / applied_at:,.0f} events/s (goal >= 1,600/s)")
 
 
+async def _paced(port: int, url: str, requests: list[bytes], args: argparse.Namespace) -> None:
+    """Offer `rate` events a second and watch the backlog (stored, not yet applied) as it
+    goes: a rate is sustained if the backlog stays level rather than growing with time."""
+    db = Database(url)
+    samples: list[tuple[float, int]] = []
+    sent, empty = asyncio.Event(), asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            async with db.read() as conn:
+                waiting = await conn.scalar(
+                    select(func.count())
+                    .select_from(inbox_events)
+                    .where(inbox_events.c.status != "done")
+                )
+            samples.append((time.perf_counter(), int(waiting or 0)))
+            if sent.is_set() and not waiting:
+                empty.set()
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch())
+    started = time.perf_counter()
+    try:
+        result = await drive(port, requests, args.connections, rate=args.e2e_rate)
+        sent_for = time.perf_counter() - started
+        sent.set()
+        await asyncio.wait_for(empty.wait(), timeout=600)
+        drained = time.perf_counter() - started - sent_for
+    finally:
+        watcher.cancel()
+        await db.dispose()
+    during = [waiting for at, waiting in samples if at - started <= sent_for]
+    half = len(during) // 2
+    print(
+        f"    offered {args.e2e_rate:,.0f}/s for {sent_for:.1f} s: acknowledged {result.ok:,} "
+        f"({result.ok / sent_for:,.0f}/s, p99 {result.percentile(0.99) * 1000:.1f} ms); "
+        f"backlog mean {statistics.mean(during[:half] or [0]):,.0f} in the first half, "
+        f"{statistics.mean(during[half:] or [0]):,.0f} in the second, max {max(during or [0]):,}; "
+        f"drained {drained:.2f} s after the last"
+    )
+
+
+def paced_end_to_end(kind: str, args: argparse.Namespace) -> None:
+    count = int(args.e2e_rate * args.e2e_seconds)
+    print(f"  paced end to end ({kind}), real EventApplier, {count:,} events")
+    with database(kind, args.postgres_url) as url:
+        merchant_id = asyncio.run(prepare(url))
+        port = free_port()
+        serve = ["-m", "reconciler.cli", "serve", "--port", str(port)]
+        with server(serve, service_env(url, worker=True), port):
+            requests = signed_requests(count, merchant_id, f"paced{kind}")
+            asyncio.run(_paced(port, url, requests, args))
+
+
 def end_to_end(kind: str, args: argparse.Namespace, applier: str) -> None:
     what = "real EventApplier, canned Stripe" if applier == LEDGER_APPLIER else "no-op applier"
     print(f"  end to end ({kind}), {what}, {args.e2e_events:,} events")
@@ -266,6 +320,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--e2e-events", type=int, default=10_000)
+    parser.add_argument("--e2e-rate", type=float, default=1_600, help="paced run's events/s")
+    parser.add_argument("--e2e-seconds", type=float, default=15, help="paced run's length")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="ingest rounds (default 3)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
@@ -283,6 +339,7 @@ def main() -> None:
             end_to_end(kind, args, LEDGER_APPLIER)
             # The same run with an applier that does nothing: the inbox pipeline's own limit.
             end_to_end(kind, args, "noop")
+            paced_end_to_end(kind, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ from sqlalchemy import event, func, select, update
 from reconciler.db.engine import Database
 from reconciler.db.tables import journal_entries, payments
 from reconciler.ledger.payments import advance_payment, create_payment, release_funds
-from reconciler.ledger.session import UnlockedChange, ledger_reader, ledger_session
+from reconciler.ledger.session import (
+    LedgerSession,
+    UnlockedChange,
+    ledger_reader,
+    ledger_session,
+)
 from reconciler.money import FeeSchedule
 from tests.factories import all_balances, payable_merchant
 
@@ -33,6 +38,14 @@ def statements(db: Database) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def pending_payment(tx: LedgerSession, now: datetime) -> int:
+    """A merchant's payment of 5.00, pending."""
+    merchant_id = await payable_merchant(tx, now)
+    return await create_payment(
+        tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
+    )
 
 
 async def book_payments(db: Database, merchant_id: int, now: datetime, count: int) -> None:
@@ -68,20 +81,14 @@ async def test_many_changes_cost_the_statements_of_one(db: Database, now: dateti
 
 async def test_a_query_sees_what_the_session_holds(db: Database, now: datetime) -> None:
     async with ledger_session(db) as tx:
-        merchant_id = await payable_merchant(tx, now)
-        await create_payment(
-            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
-        )
+        await pending_payment(tx, now)
         assert await tx.scalar(select(func.count()).select_from(payments)) == 1
 
 
 async def test_nothing_is_written_when_the_block_fails(db: Database, now: datetime) -> None:
     with pytest.raises(RuntimeError):
         async with ledger_session(db) as tx:
-            merchant_id = await payable_merchant(tx, now)
-            await create_payment(
-                tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
-            )
+            await pending_payment(tx, now)
             raise RuntimeError("after the changes, before the commit")
     async with ledger_reader(db) as tx:
         assert await tx.scalar(select(func.count()).select_from(payments)) == 0
@@ -144,10 +151,7 @@ async def test_a_row_read_before_its_merchant_was_locked_is_read_again(
     if db.is_sqlite:
         pytest.skip("SQLite: the transaction holds the write lock from its first statement")
     async with ledger_session(db) as tx:
-        merchant_id = await payable_merchant(tx, now)
-        payment_id = await create_payment(
-            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
-        )
+        payment_id = await pending_payment(tx, now)
     async with ledger_session(db) as tx:
         seen = await tx.get(payments, payment_id)  # read, not locked
         assert seen.status == "pending"
@@ -167,10 +171,7 @@ async def test_a_held_row_cannot_change_before_its_merchant_is_locked(
     if db.is_sqlite:
         pytest.skip("SQLite: the transaction holds the write lock from its first statement")
     async with ledger_session(db) as tx:
-        merchant_id = await payable_merchant(tx, now)
-        payment_id = await create_payment(
-            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
-        )
+        payment_id = await pending_payment(tx, now)
     with pytest.raises(UnlockedChange):
         async with ledger_session(db) as tx:
             seen = await tx.get(payments, payment_id)
@@ -184,10 +185,7 @@ async def test_a_held_row_cannot_change_before_its_merchant_is_locked(
 
 async def test_only_the_columns_changed_are_written_back(db: Database, now: datetime) -> None:
     async with ledger_session(db) as tx:
-        merchant_id = await payable_merchant(tx, now)
-        payment_id = await create_payment(
-            tx, merchant_id=merchant_id, amount=500, currency="usd", fees=FeeSchedule(), now=now
-        )
+        payment_id = await pending_payment(tx, now)
     async with ledger_session(db) as tx:
         mine = await tx.lock(payments, payment_id)
         tx.update(mine, now=now, charge_id="ch_1")
