@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,20 +30,16 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from reconciler.db.bulk import insert_new, insert_rows
-from reconciler.db.dialect import insert_for
+from reconciler.db.bulk import insert_rows
 from reconciler.db.engine import Database
 from reconciler.db.tables import (
-    account_balances,
-    journal_entries,
-    journal_legs,
     merchants,
     payments,
     payouts,
     refunds,
 )
 from reconciler.errors import NotFound
-from reconciler.ledger import accounts
+from reconciler.ledger._posting import Entry, write_entries
 from reconciler.ledger.journal import Leg, check_balanced
 
 # Parents before children: the order new rows are inserted in.
@@ -63,7 +58,7 @@ SINGULAR = {
     "payouts": "payout",
 }
 _IN_CHUNK = 500  # values per IN (...) list: well under every driver's parameter limit
-_MAX_ID_BLOCK = 256
+_MAX_ID_BLOCK = 1024  # ids a PostgreSQL transaction takes at once, at most
 
 
 class ReadOnlySession(RuntimeError):
@@ -94,15 +89,6 @@ class Record:
         return f"Record({self.table.name}, {self.values!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    key: str
-    kind: str
-    legs: list[Leg]
-    merchant_id: int | None
-    created_at: datetime
-
-
 class LedgerSession:
     """Reads, changes and journal entries of one transaction; see the module docstring."""
 
@@ -117,7 +103,7 @@ class LedgerSession:
         self._new: dict[tuple[str, int], Record] = {}
         # Held rows changed, with the columns changed: only those are written back.
         self._dirty: dict[tuple[str, int], tuple[Record, set[str]]] = {}
-        self._entries: list[_Entry] = []
+        self._entries: list[Entry] = []
         self._posted: set[str] = set()
         self._spare_ids: dict[str, list[int]] = defaultdict(list)
         self._id_block: dict[str, int] = {}
@@ -274,7 +260,7 @@ class LedgerSession:
         if key in self._posted:
             return
         self._posted.add(key)
-        self._entries.append(_Entry(key, kind, legs, merchant_id, now))
+        self._entries.append(Entry(key, kind, legs, merchant_id, now))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -301,7 +287,7 @@ class LedgerSession:
             for names, records in by_columns.items():
                 await self._write_changes(table, sorted(names), records)
         if entries:
-            await self._write_entries(entries)
+            await write_entries(self._conn, entries)
 
     async def _write_changes(
         self, table: Table, columns: Sequence[str], records: Sequence[Record]
@@ -316,72 +302,6 @@ class LedgerSession:
             [
                 {"_id": record.values["id"], **{c: record.values[c] for c in columns}}
                 for record in records
-            ],
-        )
-
-    async def _write_entries(self, entries: list[_Entry]) -> None:
-        # A fact posted by an earlier transaction is not posted again: the unique key decides
-        # (ON CONFLICT DO NOTHING), and only entries it let in get their legs and totals.
-        posted = await insert_new(
-            self._conn,
-            journal_entries,
-            [
-                {
-                    "idempotency_key": entry.key,
-                    "kind": entry.kind,
-                    "merchant_id": entry.merchant_id,
-                    "created_at": entry.created_at,
-                }
-                for entry in entries
-            ],
-            unique="idempotency_key",
-        )
-        booked = [(posted[entry.key], entry) for entry in entries if entry.key in posted]
-        if not booked:
-            return
-        await insert_rows(
-            self._conn,
-            journal_legs,
-            [
-                {
-                    "entry_id": entry_id,
-                    "account": leg.account,
-                    "currency": leg.currency,
-                    "debit": leg.debit,
-                    "credit": leg.credit,
-                }
-                for entry_id, entry in booked
-                for leg in entry.legs
-            ],
-        )
-        await self._add_to_running_totals([leg for _, entry in booked for leg in entry.legs])
-
-    async def _add_to_running_totals(self, legs: list[Leg]) -> None:
-        # Only merchants' accounts keep a running total: they are what payout and refund checks
-        # read. Platform accounts are few, read rarely, and would be rows every transaction of
-        # every merchant waits on (and deadlocks over); their balance is summed from the legs.
-        totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for leg in legs:
-            if accounts.is_merchant_account(leg.account):
-                pair = totals[(leg.account, leg.currency)]
-                pair[0] += leg.debit
-                pair[1] += leg.credit
-        if not totals:
-            return
-        statement = insert_for(self._conn, account_balances)
-        statement = statement.on_conflict_do_update(
-            index_elements=["account", "currency"],
-            set_={
-                "debits": account_balances.c.debits + statement.excluded.debits,
-                "credits": account_balances.c.credits + statement.excluded.credits,
-            },
-        )
-        # In a fixed order, so two transactions touching the same accounts cannot deadlock.
-        await self._conn.execute(
-            statement,
-            [
-                {"account": account, "currency": currency, "debits": debits, "credits": credits}
-                for (account, currency), (debits, credits) in sorted(totals.items())
             ],
         )
 
