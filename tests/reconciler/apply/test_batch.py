@@ -15,12 +15,14 @@ from reconciler import inbox
 from reconciler.apply import EventApplier
 from reconciler.apply.batch import StripeMemo
 from reconciler.apply.context import ApplyContext
+from reconciler.apply.events import stripe_reads
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events, journal_entries, payments
 from reconciler.errors import IllegalTransition
 from reconciler.gateway import StripeNotFound
 from reconciler.inbox import NewEvent
+from reconciler.ledger.payments import create_payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
 from reconciler.worker import InboxWorker
@@ -141,3 +143,63 @@ async def test_stripe_reads_are_made_once_and_a_failed_warm_read_is_made_again()
     assert await memo.charge("ch_1") == {"id": "ch_1"}
     assert await memo.charge("ch_down") == {"id": "ch_down"}  # read again, now it answers
     assert sorted(calls) == ["ch_1", "ch_down", "ch_down"]
+
+
+def event_of(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"evt_{obj['id']}", "object": "event", "type": kind, "data": {"object": obj}}
+
+
+async def test_the_stripe_reads_a_batch_will_make_are_told_beforehand(
+    db: Database, now: datetime
+) -> None:
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+        await create_payment(
+            tx,
+            merchant_id=merchant_id,
+            amount=1000,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+            payment_intent_id="pi_pending",
+        )
+    succeeded = {"object": "payment_intent", "status": "succeeded", "latest_charge": "ch_1"}
+    cases: list[tuple[dict[str, Any], list[tuple[str, ...]]]] = [
+        (event_of("payment_intent.succeeded", {"id": "pi_new", **succeeded}), [("charge", "ch_1")]),
+        (
+            event_of(
+                "charge.succeeded",
+                {"id": "ch_2", "object": "charge", "status": "succeeded", "payment_intent": "pi_2"},
+            ),
+            [("payment_intent", "pi_2"), ("charge", "ch_2")],  # unknown payment; no fee yet
+        ),
+        (
+            event_of(
+                "refund.created",
+                {"id": "re_1", "object": "refund", "payment_intent": "pi_pending"},
+            ),
+            [("payment_intent", "pi_pending")],  # the payment is brought up to date first
+        ),
+        (
+            event_of("account.updated", {"id": "acct_1", "object": "account"}),
+            [("account", "acct_1")],
+        ),
+        (
+            {
+                **event_of("charge.succeeded", {"id": "ch_3", "object": "charge"}),
+                "account": "acct_9",
+            },
+            [],  # a connected account's own object is not ours
+        ),
+        (
+            {
+                "id": "evt_thin",
+                "object": "v2.core.event",
+                "related_object": {"type": "refund", "id": "re_2"},
+            },
+            [("retrieve", "refund", "re_2")],
+        ),
+    ]
+    async with ledger_reader(db) as tx:
+        for payload, expected in cases:
+            assert await stripe_reads(tx, payload) == expected, payload["id"]

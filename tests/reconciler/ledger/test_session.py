@@ -198,3 +198,28 @@ async def test_only_the_columns_changed_are_written_back(db: Database, now: date
     async with ledger_reader(db) as tx:
         stored = await tx.get(payments, payment_id)
         assert (stored.charge_id, stored.amount_refunded) == ("ch_2", 7)
+
+
+@pytest.mark.postgres
+async def test_a_row_found_missing_before_a_lock_is_looked_for_again(
+    db: Database, now: datetime
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite: the transaction holds the write lock from its first statement")
+    async with ledger_session(db) as tx:
+        merchant_id = await payable_merchant(tx, now)
+    async with ledger_session(db) as tx:
+        assert await tx.find(payments, "payment_intent_id", "pi_late") is None
+        async with ledger_session(db) as other:  # another instance records it meanwhile
+            await create_payment(
+                other,
+                merchant_id=merchant_id,
+                amount=500,
+                currency="usd",
+                fees=FeeSchedule(),
+                now=now,
+                payment_intent_id="pi_late",
+            )
+        await tx.lock_merchant(merchant_id)
+        found = await tx.find(payments, "payment_intent_id", "pi_late")
+        assert found is not None and found.amount == 500
