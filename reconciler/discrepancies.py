@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from reconciler.db.dialect import insert_for
 from reconciler.db.tables import discrepancies
-from reconciler.ledger.session import Queryable
+from reconciler.types import Queryable
 
 KINDS = (
     "missing_in_ledger",

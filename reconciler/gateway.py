@@ -19,10 +19,10 @@ from typing import Any
 import stripe
 
 from reconciler.config import Secret
+from reconciler.types import StripeObject
 
 log = logging.getLogger(__name__)
 
-StripeObject = dict[str, Any]
 Sleep = Callable[[float], Awaitable[None]]
 
 

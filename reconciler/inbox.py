@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.config import Settings
 from reconciler.db.bulk import insert_new
+from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
 from reconciler.errors import NotFound, ReconcilerError
-from reconciler.ledger.session import Queryable
+from reconciler.types import Queryable
 
 RECEIVED, PROCESSING, DONE, FAILED, DEAD, IGNORED = (
     "received",
@@ -185,7 +186,7 @@ async def claim_due(
     if tried_only:
         query = query.where(or_(columns.attempts > 0, columns.status != RECEIVED))
     async with database.write() as conn:
-        if not database.is_sqlite:
+        if is_postgres(database):
             query = query.with_for_update(skip_locked=True)
         rows = (await conn.execute(query)).all()
         lost = [
@@ -278,7 +279,7 @@ async def take_fresh(
     query = select(columns.id, columns.status, columns.attempts, columns.next_attempt_at).where(
         columns.id.in_([event.id for event in events])
     )
-    if conn.dialect.name != "sqlite":
+    if is_postgres(conn):
         query = query.with_for_update(skip_locked=True)
     taken = {
         row.id

@@ -27,6 +27,7 @@ import asyncpg
 from sqlalchemy.engine import Dialect, make_url
 
 from reconciler.db.bulk import new_rows_parameters, new_rows_statement
+from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database, configure_sqlite_connection
 from reconciler.db.tables import inbox_events
 from reconciler.inbox import NewEvent, row_values, store_events
@@ -70,7 +71,7 @@ class PostgresStore:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._dialect = database.engine.dialect
+        self._dialect = database.dialect
         self._conn: asyncpg.Connection | None = None
 
     async def store(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
@@ -98,7 +99,7 @@ class SqliteStore:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._path = str(make_url(database.url).database)
-        self._dialect = database.engine.dialect
+        self._dialect = database.dialect
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-store")
         self._conn: sqlite3.Connection | None = None
 
@@ -143,8 +144,8 @@ class SqliteStore:
 
 def open_inbox_store(database: Database) -> InboxStore:
     """The fastest store the database allows."""
-    if database.dialect == "postgresql":
+    if is_postgres(database):
         return PostgresStore(database)
-    if database.is_sqlite and make_url(database.url).database not in (None, "", ":memory:"):
+    if not is_postgres(database) and make_url(database.url).database not in (None, "", ":memory:"):
         return SqliteStore(database)
     return EngineStore(database)

@@ -16,19 +16,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from reconciler.db.engine import Database
 from reconciler.inbox import NewEvent
 from reconciler.inbox_store import InboxStore, open_inbox_store
+from reconciler.types import Clock, utcnow
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class WriterClosed(RuntimeError):

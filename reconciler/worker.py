@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from reconciler.db.engine import Database
@@ -39,8 +39,8 @@ from reconciler.inbox import (
     renew_lease,
     take_fresh,
 )
-from reconciler.ledger.session import Queryable
 from reconciler.metrics import Metrics
+from reconciler.types import Clock, Queryable, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,8 @@ class BatchApplier(Protocol):
         ...
 
 
-Clock = Callable[[], datetime]
 POLL_INTERVAL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 10.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def describe(error: BaseException) -> str:

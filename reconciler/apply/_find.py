@@ -8,8 +8,8 @@ from sqlalchemy import Table
 
 from reconciler.apply.context import metadata_int
 from reconciler.db.tables import merchants, payments, payouts, refunds
-from reconciler.gateway import StripeObject
 from reconciler.ledger.session import LedgerSession, Record
+from reconciler.types import StripeObject
 
 
 async def payment_by_intent(tx: LedgerSession, intent_id: str | None) -> Record | None:

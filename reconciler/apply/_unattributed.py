@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from reconciler.apply.context import ApplyContext
 from reconciler.discrepancies import record_discrepancy
-from reconciler.gateway import StripeObject
 from reconciler.ledger.session import LedgerSession
+from reconciler.types import StripeObject
 
 SHOWN_FIELDS = ("amount", "currency", "status", "destination", "metadata")
 

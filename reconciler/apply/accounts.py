@@ -5,8 +5,8 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
-from reconciler.gateway import StripeObject
 from reconciler.ledger.merchants import mark_deauthorized, set_connect_state
+from reconciler.types import StripeObject
 
 
 async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:

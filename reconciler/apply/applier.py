@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from reconciler.apply.batch import apply_together, read_stripe_first
-from reconciler.apply.context import ApplyContext, utcnow
+from reconciler.apply.context import ApplyContext
 from reconciler.apply.events import apply_event, stripe_reads
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.ledger.session import LedgerSession, ledger_session
 from reconciler.money import FeeSchedule
+from reconciler.types import utcnow
 
 
 class StoredEvent(Protocol):

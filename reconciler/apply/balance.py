@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from reconciler.apply.context import ApplyContext
 from reconciler.db.tables import payments, platform_balance_snapshots
-from reconciler.gateway import StripeObject
 from reconciler.ledger.payments import release_funds
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
+from reconciler.types import StripeObject
 
 
 def _totals(entries: list[StripeObject]) -> dict[str, int]:

@@ -24,8 +24,8 @@ from sqlalchemy import Table
 from reconciler.apply.context import ApplyContext, StripeReader, metadata_int, stripe_id
 from reconciler.apply.events import StripeRead
 from reconciler.db.tables import merchants, payments, payouts, refunds
-from reconciler.gateway import StripeObject
 from reconciler.ledger.session import LedgerSession, ledger_reader
+from reconciler.types import StripeObject
 
 Payload = dict[str, Any]
 WARM_CONCURRENCY = 8

@@ -8,16 +8,15 @@ the caller must throw it away (roll back) rather than commit half an event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Protocol
 
 from reconciler.db.engine import Database
-from reconciler.gateway import StripeObject
 from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
+from reconciler.types import Clock, StripeObject, utcnow
 
 
 class StripeReader(Protocol):
@@ -28,10 +27,6 @@ class StripeReader(Protocol):
     async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]: ...
     async def account(self, account_id: str) -> StripeObject: ...
     async def retrieve(self, object_type: str, object_id: str) -> StripeObject: ...
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -49,7 +44,7 @@ class ApplyContext:
     fees: FeeSchedule
     # Who noticed, for discrepancies: "webhook", "poller", "reconcile:<run id>"...
     detected_by: str = "webhook"
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = utcnow
     shared: SharedTransaction | None = field(default=None, compare=False)
 
     def in_batch(self, session: LedgerSession, stripe: StripeReader) -> ApplyContext:

@@ -13,7 +13,6 @@ from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
 from reconciler.db.tables import payments
 from reconciler.discrepancies import record_discrepancy
-from reconciler.gateway import StripeObject
 from reconciler.ledger.payments import (
     advance_payment,
     create_payment,
@@ -22,6 +21,7 @@ from reconciler.ledger.payments import (
 )
 from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
+from reconciler.types import StripeObject
 
 
 def payment_status_of(intent: StripeObject) -> str:

@@ -13,10 +13,10 @@ from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, stripe_id
 from reconciler.apply.payments import apply_payment_intent
 from reconciler.db.tables import refunds
-from reconciler.gateway import StripeObject
 from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.session import LedgerSession, Record
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
+from reconciler.types import StripeObject
 
 
 async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:

@@ -13,9 +13,9 @@ from reconciler.apply import _find
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
 from reconciler.discrepancies import record_discrepancy
-from reconciler.gateway import StripeObject
 from reconciler.ledger.payouts import advance_payout, record_reversal
 from reconciler.ledger.session import Record
+from reconciler.types import StripeObject
 
 
 async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:

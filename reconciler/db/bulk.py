@@ -22,6 +22,8 @@ from sqlalchemy import Column, Table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from reconciler.db.dialect import is_postgres
+
 _LENGTH = re.compile(r"\(\d+\)")
 
 
@@ -54,7 +56,7 @@ async def insert_rows(
         return
     columns = [table.c[name] for name in rows[0]]
     records = _records(columns, rows, conn.dialect)
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         if not raw.is_in_transaction():
@@ -83,7 +85,7 @@ def new_rows_statement(
     column) or as one JSON array (SQLite, one parameter), spelled with `placeholder(n)`."""
     names = ", ".join(f'"{column.name}"' for column in columns)
     conflict = f'ON CONFLICT ("{unique}") DO NOTHING RETURNING "{unique}", "id"'
-    if dialect.name == "postgresql":
+    if is_postgres(dialect):
         # Arrays of the base type, without a length: an explicit cast to VARCHAR(n) would cut
         # a longer value short in silence; the INSERT's own conversion refuses it instead.
         sources = ", ".join(
@@ -104,7 +106,7 @@ def new_rows_parameters(
 ) -> list[Any]:
     """The parameters of `new_rows_statement`, in placeholder order."""
     records = _records(columns, rows, dialect)
-    if dialect.name == "postgresql":
+    if is_postgres(dialect):
         return [[record[i] for record in records] for i in range(len(columns))]
     return [json.dumps(records)]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -60,9 +60,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         parsed = make_url(url)
         self.url = url
-        self.dialect = parsed.get_backend_name()
+        sqlite = parsed.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"echo": echo}
-        if self.dialect == "sqlite":
+        if sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -71,13 +71,13 @@ class Database:
         self.engine = create_async_engine(url, **options)
         self._writers: asyncio.Lock | None = None
         self._writing_task: asyncio.Task[Any] | None = None
-        if self.dialect == "sqlite":
+        if sqlite:
             _configure_sqlite(self.engine)
             self._writers = asyncio.Lock()
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
+    def dialect(self) -> Dialect:
+        return self.engine.dialect
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 
 from reconciler.db.tables import account_balances, journal_legs, payments, payouts, refunds
 from reconciler.ledger import accounts
-from reconciler.ledger.session import Queryable
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, PAYOUT_RELEASED, REFUND_RELEASED
+from reconciler.types import Queryable
 
 BalanceKey = tuple[int, str]  # (merchant id, currency)
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from reconciler.db.bulk import insert_rows
+from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
 from reconciler.db.tables import (
     merchants,
@@ -95,7 +96,7 @@ class LedgerSession:
     def __init__(self, conn: AsyncConnection, *, writable: bool = True) -> None:
         self._conn = conn
         self._writable = writable
-        self._locks_rows = conn.dialect.name != "sqlite"
+        self._locks_rows = is_postgres(conn)
         self._rows: dict[tuple[str, int], Record] = {}
         # (table, column, value) -> row id, or None when known to be absent.
         self._index: dict[tuple[str, str, Any], int | None] = {}
@@ -371,16 +372,12 @@ class LedgerSession:
         return [int(value) for (value,) in rows]
 
 
-# What a read may run on: a plain connection, or a session (which writes what it holds first).
-Queryable = AsyncConnection | LedgerSession
-
-
 def _rows_where(table: Table, column: str, values: list[Any], dialect: Dialect) -> Select[Any]:
     """The rows whose `column` is one of `values`. SQLite looks each value up in the column's
     unique index. PostgreSQL gets the values as one array, each looked up on its own (a
     lateral join): an IN list is compared row by row, and on a table not yet analysed the
     planner may choose to scan it all, once per batch, however large it has grown."""
-    if dialect.name != "postgresql":
+    if not is_postgres(dialect):
         return select(table).where(table.c[column].in_(values))
     keys = (
         func.unnest(literal(values, ARRAY(table.c[column].type)))

@@ -10,7 +10,7 @@ from reconciler import inbox
 from reconciler.cli import main
 from reconciler.db.engine import Database
 from reconciler.inbox import InboxPolicy, NewEvent
-from reconciler.worker import utcnow
+from reconciler.types import utcnow
 
 POLICY = InboxPolicy(max_attempts=1)
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from reconciler import inbox
 from reconciler import inbox_store as inbox_store_module
 from reconciler.db import engine as engine_module
+from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
 from reconciler.inbox import NewEvent
@@ -80,7 +81,7 @@ async def row_of(db: Database, stripe_id: str) -> dict[str, Any]:
 async def test_open_inbox_store_picks_the_store_for_the_database(
     db: Database, store: InboxStore
 ) -> None:
-    expected = SqliteStore if db.is_sqlite else PostgresStore
+    expected = PostgresStore if is_postgres(db) else SqliteStore
     assert type(store) is expected
 
 
@@ -147,7 +148,7 @@ async def test_inbox_store_rows_are_those_store_events_writes(
 async def test_postgres_store_recovers_after_its_connection_is_broken(
     db: Database, store: InboxStore, now: datetime
 ) -> None:
-    if db.is_sqlite:
+    if not is_postgres(db):
         pytest.skip("PostgreSQL only: the store's own server connection")
     assert await store.store([new_event("evt_1")], now) == {"evt_1"}
     # The server ends every other session on this database: the store's connection with it.
@@ -183,7 +184,7 @@ async def test_postgres_store_recovers_after_its_connection_is_broken(
 async def test_sqlite_store_waits_its_turn_behind_a_write_of_the_same_database(
     db: Database, store: InboxStore, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not db.is_sqlite:
+    if is_postgres(db):
         pytest.skip("SQLite only: one writer at a time")
     # SQLite's own wait for the lock is cut short, so a store that did not queue behind the
     # open write in the event loop (and went straight to SQLite) would fail "database is
@@ -202,7 +203,7 @@ async def test_sqlite_store_waits_its_turn_behind_a_write_of_the_same_database(
 async def test_sqlite_store_and_writes_interleave_without_losing_a_row(
     db: Database, store: InboxStore, now: datetime
 ) -> None:
-    if not db.is_sqlite:
+    if is_postgres(db):
         pytest.skip("SQLite only: one writer at a time")
 
     async def through_engine(n: int) -> None:
