@@ -36,8 +36,14 @@ class CannedStripe:
     async def account(self, account_id: str) -> dict[str, Any]:
         raise LookupError(account_id)
 
-    async def retrieve(self, object_type: str, object_id: str) -> dict[str, Any]:
-        raise LookupError(object_id)
+    async def refund(self, refund_id: str) -> dict[str, Any]:
+        raise LookupError(refund_id)
+
+    async def transfer(self, transfer_id: str) -> dict[str, Any]:
+        raise LookupError(transfer_id)
+
+    async def balance(self) -> dict[str, Any]:
+        raise LookupError("balance")
 
 
 @asynccontextmanager

@@ -137,7 +137,7 @@ async def median_seconds(db: Database, merchant_id: int, reads: int, formula: bo
             if formula:
                 await balances_by_formula(conn, merchant_id)
             else:
-                await merchant_balance(conn, merchant_id)
+                await merchant_balance(conn, merchant_id, "usd")
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 

@@ -183,18 +183,3 @@ class StripeGateway:
                 params={"url": url, "enabled_events": ["*"], "connect": connect}
             ),
         )
-
-    async def retrieve(self, object_type: str, object_id: str) -> StripeObject:
-        """Any object this service applies, by its Stripe `object` name (for thin events)."""
-        fetchers: dict[str, Callable[[str], Awaitable[StripeObject]]] = {
-            "payment_intent": self.payment_intent,
-            "charge": self.charge,
-            "refund": self.refund,
-            "transfer": self.transfer,
-            "account": self.account,
-        }
-        if object_type not in fetchers:
-            raise GatewayError(
-                f"cannot fetch Stripe objects of type {object_type!r}", retryable=False
-            )
-        return await fetchers[object_type](object_id)

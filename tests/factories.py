@@ -98,5 +98,5 @@ async def all_balances(conn: AsyncConnection, merchant_id: int) -> tuple[int, in
     return (
         (await balances.balances_by_formula(conn, merchant_id)).get(key, 0),
         (await balances.balances_from_journal(conn, merchant_id)).get(key, 0),
-        await balances.merchant_balance(conn, merchant_id),
+        await balances.merchant_balance(conn, merchant_id, "usd"),
     )

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from reconciler.apply.applier import EventApplier
-from reconciler.apply.events import apply_object
+from reconciler.apply.objects import apply_object
 
 __all__ = ["EventApplier", "apply_object"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from reconciler.apply import _find
+from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
 from reconciler.ledger.merchants import mark_deauthorized, set_connect_state
+from reconciler.ledger.rows import Merchant
 from reconciler.types import StripeObject
 
 
@@ -37,6 +39,13 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
             details_submitted=bool(account.get("details_submitted")),
             requirements_due=list(requirements.get("currently_due") or []),
         )
+
+
+def account_rows(account: StripeObject) -> list[RowWanted]:
+    return [
+        (Merchant, "stripe_account_id", account.get("id")),
+        (Merchant, "id", metadata_int(account, "icpay_account_id")),
+    ]
 
 
 async def apply_deauthorization(ctx: ApplyContext, account_id: str) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from reconciler.apply.context import ApplyContext
 from reconciler.db.tables import payments, platform_balance_snapshots
 from reconciler.ledger.payments import release_funds
+from reconciler.ledger.rows import Payment
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
 from reconciler.types import StripeObject
 
@@ -50,6 +51,11 @@ async def apply_balance(
         released = due.all()
         # Every merchant concerned locked at once, in one order, then their payments read once.
         await tx.lock_merchants(merchant_id for _, merchant_id in released)
-        await tx.load(payments, "id", [payment_id for payment_id, _ in released])
+        await tx.load(Payment, "id", [payment_id for payment_id, _ in released])
         for payment_id, _ in released:
             await release_funds(tx, payment_id, now=now)
+
+
+async def apply_fetched_balance(ctx: ApplyContext, balance: StripeObject) -> None:
+    """A balance just read from Stripe: as of now."""
+    await apply_balance(ctx, balance, as_of=ctx.clock(), source="fetched")

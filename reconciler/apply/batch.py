@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table
-
-from reconciler.apply.context import ApplyContext, StripeReader, metadata_int, stripe_id
-from reconciler.apply.events import StripeRead
-from reconciler.db.tables import merchants, payments, payouts, refunds
+from reconciler.apply.context import ApplyContext, StripeRead, StripeReader
+from reconciler.apply.events import event_object
+from reconciler.apply.kinds import KINDS, kind_of
+from reconciler.gateway import StripeNotFound
+from reconciler.ledger.rows import LedgerRow, Merchant
 from reconciler.ledger.session import LedgerSession, ledger_reader
 from reconciler.types import StripeObject
 
@@ -41,76 +41,67 @@ class StripeMemo:
 
     def __init__(self, reader: StripeReader) -> None:
         self._reader = reader
-        self._held: dict[StripeRead, Any] = {}
+        self._held: dict[StripeRead, StripeObject] = {}
+        self._refunds: dict[str, list[StripeObject]] = {}
 
     async def warm(self, reads: Iterable[StripeRead]) -> None:
-        """Make these reads, a few at a time. A read that fails is not kept: applying makes
-        it again, and its error is then the event's."""
+        """Make these reads, a few at a time. An object Stripe does not have is not kept:
+        applying asks again, and the answer is then the event's. Any other failure (the
+        gateway has already retried what can be retried) fails the batch: its events are
+        then applied one at a time, each meeting the error as its own."""
         gate = asyncio.Semaphore(WARM_CONCURRENCY)
 
         async def read(call: StripeRead) -> None:
             async with gate:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(StripeNotFound):
                     await self._read(call)
 
         await asyncio.gather(*(read(call) for call in dict.fromkeys(reads)))
 
-    async def _read(self, call: StripeRead) -> Any:
+    async def _read(self, call: StripeRead) -> StripeObject:
         if call not in self._held:
-            method, *arguments = call
-            self._held[call] = await getattr(self._reader, method)(*arguments)
+            kind_name, object_id = call
+            self._held[call] = await KINDS[kind_name].fetch(self._reader, object_id)
         return self._held[call]
 
-    async def charge(self, charge_id: str) -> StripeObject:
-        return cast(StripeObject, await self._read(("charge", charge_id)))
-
     async def payment_intent(self, intent_id: str) -> StripeObject:
-        return cast(StripeObject, await self._read(("payment_intent", intent_id)))
+        return await self._read(("payment_intent", intent_id))
 
-    async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
-        return cast(list[StripeObject], await self._read(("refunds_for_charge", charge_id)))
+    async def charge(self, charge_id: str) -> StripeObject:
+        return await self._read(("charge", charge_id))
+
+    async def refund(self, refund_id: str) -> StripeObject:
+        return await self._read(("refund", refund_id))
+
+    async def transfer(self, transfer_id: str) -> StripeObject:
+        return await self._read(("transfer", transfer_id))
 
     async def account(self, account_id: str) -> StripeObject:
-        return cast(StripeObject, await self._read(("account", account_id)))
+        return await self._read(("account", account_id))
 
-    async def retrieve(self, object_type: str, object_id: str) -> StripeObject:
-        return cast(StripeObject, await self._read(("retrieve", object_type, object_id)))
+    async def balance(self) -> StripeObject:
+        return await self._read(("balance", ""))
+
+    async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
+        if charge_id not in self._refunds:
+            self._refunds[charge_id] = await self._reader.refunds_for_charge(charge_id)
+        return self._refunds[charge_id]
 
 
 async def load_rows(tx: LedgerSession, payloads: Sequence[Payload]) -> None:
     """Read, a statement per lookup, every row the events' objects name by id or metadata."""
-    wanted: dict[tuple[Table, str], list[Any]] = {}
-
-    def want(table: Table, column: str, value: Any) -> None:
-        if value is not None:
-            wanted.setdefault((table, column), []).append(value)
-
+    wanted: dict[tuple[type[LedgerRow], str], list[Any]] = {}
     for payload in payloads:
-        obj = (payload.get("data") or {}).get("object") or {}
-        kind = obj.get("object")
-        if kind == "payment_intent":
-            want(payments, "payment_intent_id", obj.get("id"))
-            want(payments, "id", metadata_int(obj, "icpay_payment_id"))
-            want(merchants, "id", metadata_int(obj, "icpay_account_id"))
-        elif kind in ("charge", "refund"):
-            want(payments, "charge_id", obj.get("id") if kind == "charge" else None)
-            want(payments, "charge_id", stripe_id(obj.get("charge")))
-            want(payments, "payment_intent_id", stripe_id(obj.get("payment_intent")))
-            if kind == "refund":
-                want(refunds, "stripe_refund_id", obj.get("id"))
-                want(refunds, "id", metadata_int(obj, "icpay_refund_id"))
-        elif kind == "transfer":
-            want(payouts, "stripe_transfer_id", obj.get("id"))
-            want(payouts, "id", metadata_int(obj, "icpay_payout_id"))
-            want(merchants, "stripe_account_id", stripe_id(obj.get("destination")))
-        elif kind == "account":
-            want(merchants, "stripe_account_id", obj.get("id"))
-            want(merchants, "id", metadata_int(obj, "icpay_account_id"))
-    for (table, column), values in wanted.items():
-        if table is not merchants or column != "id":
-            await tx.load(table, column, values)
+        obj = event_object(payload)
+        kind = kind_of(obj)
+        for row_type, column, value in kind.rows(obj) if kind is not None else ():
+            if value is not None:
+                wanted.setdefault((row_type, column), []).append(value)
+    for (row_type, column), values in wanted.items():
+        if row_type is not Merchant or column != "id":
+            await tx.load(row_type, column, values)
     # The merchants named, and those of every payment, refund and payout found.
-    await tx.load(merchants, "id", [*wanted.get((merchants, "id"), []), *tx.held_merchants()])
+    await tx.load(Merchant, "id", [*wanted.get((Merchant, "id"), []), *tx.held_merchants()])
 
 
 async def read_stripe_first(

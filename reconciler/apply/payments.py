@@ -9,9 +9,9 @@ Stripe's fee and the date funds become available come from the charge's balance 
 from __future__ import annotations
 
 from reconciler.apply import _find
+from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
-from reconciler.db.tables import payments
+from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
 from reconciler.discrepancies import record_discrepancy
 from reconciler.ledger.payments import (
     advance_payment,
@@ -19,7 +19,8 @@ from reconciler.ledger.payments import (
     record_stripe_fee,
     release_funds,
 )
-from reconciler.ledger.session import LedgerSession, Record
+from reconciler.ledger.rows import Merchant, Payment
+from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
 from reconciler.types import StripeObject
 
@@ -36,7 +37,7 @@ def payment_status_of(intent: StripeObject) -> str:
     return "pending"
 
 
-def charge_to_settle(intent: StripeObject, payment: Record | None) -> str | None:
+def charge_to_settle(intent: StripeObject, payment: Payment | None) -> str | None:
     """The charge to fetch for a PaymentIntent snapshot: a succeeded one's payment needs its
     balance transaction (Stripe's fee, when funds are available) until both are booked."""
     if payment_status_of(intent) != "succeeded":
@@ -50,6 +51,9 @@ def settles(charge: StripeObject) -> bool:
     """A captured charge whose snapshot lacks its balance transaction: fetch it expanded."""
     succeeded = charge.get("status") == "succeeded" and charge.get("captured", True)
     return bool(succeeded) and not isinstance(charge.get("balance_transaction"), dict)
+
+
+# -- payment intents -------------------------------------------------------------------------
 
 
 async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
@@ -78,13 +82,28 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
             await _settle(tx, payment.id, charge, ctx)
 
 
+def intent_rows(intent: StripeObject) -> list[RowWanted]:
+    return [
+        (Payment, "payment_intent_id", intent.get("id")),
+        (Payment, "id", metadata_int(intent, "icpay_payment_id")),
+        (Merchant, "id", metadata_int(intent, "icpay_account_id")),
+    ]
+
+
+async def intent_reads(tx: LedgerSession, intent: StripeObject) -> list[StripeRead]:
+    charge_id = charge_to_settle(intent, await _find.payment_by_intent(tx, intent["id"]))
+    return [("charge", charge_id)] if charge_id else []
+
+
+# -- charges ---------------------------------------------------------------------------------
+
+
 async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
-    """A charge moves its payment (success, fee, availability) and reveals refunds."""
+    """A charge moves its payment: success, Stripe's fee, availability. (The refunds it shows
+    are applied by the dispatcher: `charge_refunds`.)"""
     intent_id = stripe_id(charge.get("payment_intent"))
     async with ctx.read() as tx:
-        payment = await _find.payment_by_charge(tx, charge["id"]) or (
-            await _find.payment_by_intent(tx, intent_id)
-        )
+        payment = await _charge_payment(tx, charge)
     if payment is None:
         if intent_id is None:
             async with ctx.write() as tx:
@@ -112,15 +131,57 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
                 from_snapshot=True,
             )
             await _settle(tx, payment.id, charge, ctx)
-    if int(charge.get("amount_refunded") or 0) != payment.amount_refunded or charge.get("refunded"):
-        await _apply_charge_refunds(ctx, charge)
+
+
+async def charge_refunds(ctx: ApplyContext, charge: StripeObject) -> list[StripeObject]:
+    """The refunds a charge shows, when they may differ from what the ledger holds for its
+    payment (nothing when the charge is of no payment of ours)."""
+    async with ctx.read() as tx:
+        payment = await _charge_payment(tx, charge)
+    if payment is None:
+        return []
+    refunded = int(charge.get("amount_refunded") or 0)
+    if refunded == payment.amount_refunded and not charge.get("refunded"):
+        return []
+    listed: list[StripeObject] | None = (charge.get("refunds") or {}).get("data")
+    if listed is None or (charge.get("refunds") or {}).get("has_more"):
+        listed = await ctx.stripe.refunds_for_charge(charge["id"])
+    return listed
+
+
+def charge_rows(charge: StripeObject) -> list[RowWanted]:
+    return [
+        (Payment, "charge_id", charge.get("id")),
+        (Payment, "payment_intent_id", stripe_id(charge.get("payment_intent"))),
+    ]
+
+
+async def charge_reads(tx: LedgerSession, charge: StripeObject) -> list[StripeRead]:
+    reads: list[StripeRead] = []
+    intent_id = stripe_id(charge.get("payment_intent"))
+    if intent_id and await _charge_payment(tx, charge) is None:
+        reads.append(("payment_intent", intent_id))  # it carries the charge's attribution
+    if settles(charge):
+        reads.append(("charge", charge["id"]))
+    return reads
+
+
+async def _charge_payment(tx: LedgerSession, charge: StripeObject) -> Payment | None:
+    return await _find.payment_by_charge(tx, charge["id"]) or (
+        await _find.payment_by_intent(tx, stripe_id(charge.get("payment_intent")))
+    )
+
+
+# -- shared ----------------------------------------------------------------------------------
 
 
 async def _amount_differs(
-    ctx: ApplyContext, tx: LedgerSession, payment: Record, obj: StripeObject, received: int
+    ctx: ApplyContext, tx: LedgerSession, payment: Payment, obj: StripeObject, received: int
 ) -> bool:
-    """A success for another amount than the payment's is reported, never booked."""
-    if received == payment.amount:
+    """A success for another amount or currency than the payment's is reported, never
+    booked: the two are compared together, as money always is."""
+    currency = str(obj.get("currency") or payment.currency).lower()
+    if (received, currency) == (payment.amount, payment.currency):
         return False
     await record_discrepancy(
         tx,
@@ -128,23 +189,16 @@ async def _amount_differs(
         object_type=str(obj["object"]),
         object_id=obj["id"],
         merchant_id=payment.merchant_id,
-        detail=f"Stripe received {received}, the payment is for {payment.amount}",
+        detail=(
+            f"Stripe received {received} {currency}, "
+            f"the payment is for {payment.amount} {payment.currency}"
+        ),
         detected_by=ctx.detected_by,
         now=ctx.clock(),
-        ledger_value={"amount": payment.amount},
-        stripe_value={"amount_received": received},
+        ledger_value={"amount": payment.amount, "currency": payment.currency},
+        stripe_value={"amount_received": received, "currency": currency},
     )
     return True
-
-
-async def _apply_charge_refunds(ctx: ApplyContext, charge: StripeObject) -> None:
-    from reconciler.apply.refunds import apply_refund  # refunds build on payments
-
-    listed = (charge.get("refunds") or {}).get("data")
-    if listed is None or (charge.get("refunds") or {}).get("has_more"):
-        listed = await ctx.stripe.refunds_for_charge(charge["id"])
-    for refund in listed:
-        await apply_refund(ctx, refund)
 
 
 async def _settle(
@@ -155,8 +209,7 @@ async def _settle(
     if not isinstance(transaction, dict):
         return
     now = ctx.clock()
-    payment = await _find.payment_by_id(tx, payment_id)
-    assert payment is not None
+    payment = await tx.get(Payment, payment_id)
     if payment.status not in PAYMENT_CAPTURED:
         return
     await record_stripe_fee(tx, payment_id, int(transaction["fee"]), now=now)
@@ -167,9 +220,9 @@ async def _settle(
 
 async def _payment_for_intent(
     ctx: ApplyContext, tx: LedgerSession, intent: StripeObject
-) -> Record | None:
+) -> Payment | None:
     payment = await _find.ours(
-        tx, payments, "payment_intent_id", intent, "icpay_payment_id", now=ctx.clock()
+        tx, Payment, "payment_intent_id", intent, "icpay_payment_id", now=ctx.clock()
     )
     if payment is not None:
         return payment
@@ -188,4 +241,4 @@ async def _payment_for_intent(
         now=ctx.clock(),
         payment_intent_id=intent["id"],
     )
-    return await _find.payment_by_id(tx, payment_id)
+    return await tx.get(Payment, payment_id)

@@ -9,12 +9,13 @@ paid it; the reconciler reports the shortfall).
 from __future__ import annotations
 
 from reconciler.apply import _find
+from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.context import ApplyContext, stripe_id
+from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
 from reconciler.apply.payments import apply_payment_intent
-from reconciler.db.tables import refunds
 from reconciler.ledger.refunds import advance_refund, create_refund
-from reconciler.ledger.session import LedgerSession, Record
+from reconciler.ledger.rows import Payment, Refund
+from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
 from reconciler.types import StripeObject
 
@@ -40,21 +41,38 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
         )
 
 
+def refund_rows(refund: StripeObject) -> list[RowWanted]:
+    return [
+        (Payment, "charge_id", stripe_id(refund.get("charge"))),
+        (Payment, "payment_intent_id", stripe_id(refund.get("payment_intent"))),
+        (Refund, "stripe_refund_id", refund.get("id")),
+        (Refund, "id", metadata_int(refund, "icpay_refund_id")),
+    ]
+
+
+async def refund_reads(tx: LedgerSession, refund: StripeObject) -> list[StripeRead]:
+    intent_id = stripe_id(refund.get("payment_intent"))
+    payment = await _payment_of(tx, refund)
+    if intent_id and (payment is None or payment.status not in PAYMENT_CAPTURED):
+        return [("payment_intent", intent_id)]  # brings the refund's payment up to date
+    return []
+
+
 async def _payment_captured(ctx: ApplyContext, refund: StripeObject) -> bool:
     async with ctx.read() as tx:
         payment = await _payment_of(tx, refund)
     return payment is not None and payment.status in PAYMENT_CAPTURED
 
 
-async def _payment_of(tx: LedgerSession, refund: StripeObject) -> Record | None:
+async def _payment_of(tx: LedgerSession, refund: StripeObject) -> Payment | None:
     return await _find.payment_by_intent(tx, stripe_id(refund.get("payment_intent"))) or (
         await _find.payment_by_charge(tx, stripe_id(refund.get("charge")))
     )
 
 
-async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject) -> Record | None:
+async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject) -> Refund | None:
     row = await _find.ours(
-        tx, refunds, "stripe_refund_id", refund, "icpay_refund_id", now=ctx.clock()
+        tx, Refund, "stripe_refund_id", refund, "icpay_refund_id", now=ctx.clock()
     )
     if row is not None:
         return row
@@ -74,4 +92,4 @@ async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject
         status=refund["status"] if refund["status"] in REFUND_RELEASED else "pending",
         failure_reason=refund.get("failure_reason"),
     )
-    return await _find.refund_by_id(tx, refund_id)
+    return await tx.get(Refund, refund_id)

@@ -10,11 +10,12 @@ total) says how much came back.
 from __future__ import annotations
 
 from reconciler.apply import _find
+from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
 from reconciler.discrepancies import record_discrepancy
 from reconciler.ledger.payouts import advance_payout, record_reversal
-from reconciler.ledger.session import Record
+from reconciler.ledger.rows import Merchant, Payout
 from reconciler.types import StripeObject
 
 
@@ -63,7 +64,15 @@ async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
         await record_reversal(tx, payout.id, int(transfer.get("amount_reversed") or 0), now=now)
 
 
-def _mismatch(payout: Record, transfer: StripeObject, merchant: Record | None) -> str:
+def transfer_rows(transfer: StripeObject) -> list[RowWanted]:
+    return [
+        (Payout, "stripe_transfer_id", transfer.get("id")),
+        (Payout, "id", metadata_int(transfer, "icpay_payout_id")),
+        (Merchant, "stripe_account_id", stripe_id(transfer.get("destination"))),
+    ]
+
+
+def _mismatch(payout: Payout, transfer: StripeObject, merchant: Merchant | None) -> str:
     """Why this transfer cannot be the payout's (empty when it can). A second transfer for
     one payout, or one to another account or of another amount, is never booked."""
     if payout.stripe_transfer_id not in (None, transfer["id"]):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import Table
+from sqlalchemy import Select, Table, func, literal, select, text, true
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 class Connected(Protocol):
@@ -29,3 +31,29 @@ def insert_for(conn: Connected, table: Table) -> Any:
     if is_postgres(conn):
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def rows_where(table: Table, column: str, values: list[Any], dialect: Dialect) -> Select[Any]:
+    """The rows whose `column` is one of `values`. SQLite looks each value up in the column's
+    unique index. PostgreSQL gets the values as one array, each looked up on its own (a
+    lateral join): an IN list is compared row by row, and on a table not yet analysed the
+    planner may choose to scan it all, once per batch, however large it has grown."""
+    if not is_postgres(dialect):
+        return select(table).where(table.c[column].in_(values))
+    keys = (
+        func.unnest(literal(values, ARRAY(table.c[column].type)))
+        .table_valued("value")
+        .render_derived(name="wanted")
+    )
+    match = select(table).where(table.c[column] == keys.c.value).lateral()
+    return select(*match.c).select_from(keys).join(match, true())
+
+
+async def sequence_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:
+    """`count` ids from the table's own sequence (PostgreSQL): never the same twice, whatever
+    other transactions take meanwhile."""
+    rows = await conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+        {"table": table.name, "n": count},
+    )
+    return [int(value) for (value,) in rows]

@@ -45,7 +45,7 @@ async def account_balance(conn: Queryable, account: str, currency: str) -> int:
     return difference if accounts.is_credit_normal(account) else -difference
 
 
-async def merchant_balance(conn: Queryable, merchant_id: int, currency: str = "usd") -> int:
+async def merchant_balance(conn: Queryable, merchant_id: int, currency: str) -> int:
     """What ICPay owes the merchant now: the number every payout and refund check uses."""
     return await account_balance(conn, accounts.merchant_payable(merchant_id), currency)
 

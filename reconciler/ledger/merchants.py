@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reconciler.db.tables import merchants
-from reconciler.ledger.session import LedgerSession, Record
+from reconciler.ledger.rows import Merchant
+from reconciler.ledger.session import LedgerSession
 
 CONNECT_STATUSES = ("not_connected", "onboarding", "enabled", "restricted", "deauthorized")
 
@@ -47,12 +47,12 @@ async def create_merchant(
         payouts_enabled=False,
         details_submitted=False,
     )
-    merchant = await tx.insert(merchants, **values)
-    return int(merchant.id)
+    merchant = await tx.insert(Merchant, **values)
+    return merchant.id
 
 
-async def get_merchant(tx: LedgerSession, merchant_id: int) -> Record:
-    return await tx.get(merchants, merchant_id)
+async def get_merchant(tx: LedgerSession, merchant_id: int) -> Merchant:
+    return await tx.get(Merchant, merchant_id)
 
 
 async def set_connect_state(

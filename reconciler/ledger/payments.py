@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from reconciler.db.tables import merchants, payments, refunds
+from reconciler.db.tables import refunds
 from reconciler.errors import IllegalTransition, InvalidAmount
 from reconciler.ledger import accounts, journal
-from reconciler.ledger.session import LedgerSession, Record
+from reconciler.ledger.rows import Merchant, Payment
+from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, REFUND_RELEASED, Decision
 from reconciler.money import LEDGER_FOR_CURRENCY, FeeSchedule, check_currency, check_positive
 
@@ -43,9 +44,9 @@ async def create_payment(
 ) -> int:
     check_positive(amount)
     currency = check_currency(currency)
-    await tx.get(merchants, merchant_id)
+    await tx.get(Merchant, merchant_id)
     payment = await tx.insert(
-        payments,
+        Payment,
         merchant_id=merchant_id,
         payment_intent_id=payment_intent_id,
         charge_id=None,
@@ -61,11 +62,11 @@ async def create_payment(
         created_at=now,
         updated_at=now,
     )
-    return int(payment.id)
+    return payment.id
 
 
-async def get_payment(tx: LedgerSession, payment_id: int) -> Record:
-    return await tx.get(payments, payment_id)
+async def get_payment(tx: LedgerSession, payment_id: int) -> Payment:
+    return await tx.get(Payment, payment_id)
 
 
 async def advance_payment(
@@ -82,11 +83,8 @@ async def advance_payment(
 
     With `from_snapshot`, a status behind ours is ignored (STALE) instead of refused.
     """
-    payment = await tx.lock(payments, payment_id)
-    current = capture_status(payment.status)
-    decision = PAYMENT.decide(current, status)
-    if decision is Decision.STALE and not from_snapshot:
-        PAYMENT.require(current, status)
+    payment = await tx.lock(Payment, payment_id)
+    decision = PAYMENT.step(capture_status(payment.status), status, from_snapshot=from_snapshot)
     if decision is Decision.MOVE:
         values: dict[str, Any] = {"status": status}
         if charge_id is not None:
@@ -99,7 +97,7 @@ async def advance_payment(
     return decision
 
 
-def _book_success(tx: LedgerSession, payment: Record, *, now: datetime) -> None:
+def _book_success(tx: LedgerSession, payment: Payment, *, now: datetime) -> None:
     currency = payment.currency
     share = payment.amount - payment.platform_fee
     tx.post(
@@ -119,7 +117,7 @@ async def record_stripe_fee(
     tx: LedgerSession, payment_id: int, stripe_fee: int, *, now: datetime
 ) -> None:
     """Book Stripe's processing fee once, as read from the charge's balance transaction."""
-    payment = await tx.lock(payments, payment_id)
+    payment = await tx.lock(Payment, payment_id)
     if stripe_fee < 0 or stripe_fee > payment.amount:
         raise InvalidAmount(f"stripe fee {stripe_fee} is outside 0..{payment.amount}")
     if payment.stripe_fee is not None:
@@ -147,7 +145,7 @@ async def record_stripe_fee(
 async def release_funds(tx: LedgerSession, payment_id: int, *, now: datetime) -> bool:
     """The payment's net moved from Stripe's pending balance to available. False if it had
     already (nothing is booked twice)."""
-    payment = await tx.lock(payments, payment_id)
+    payment = await tx.lock(Payment, payment_id)
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}, not succeeded")
     if payment.stripe_fee is None:

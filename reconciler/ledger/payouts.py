@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reconciler.db.tables import payouts
 from reconciler.errors import (
     AccountCannotReceive,
     IllegalTransition,
@@ -20,7 +19,8 @@ from reconciler.errors import (
 )
 from reconciler.ledger import accounts, journal
 from reconciler.ledger.balances import merchant_balance
-from reconciler.ledger.session import LedgerSession, Record
+from reconciler.ledger.rows import Payout
+from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
 from reconciler.money import check_currency, check_positive
 
@@ -48,7 +48,7 @@ async def reserve_payout(
             f"merchant {merchant_id} balance {balance} does not cover payout {amount}"
         )
     payout = await tx.insert(
-        payouts,
+        Payout,
         merchant_id=merchant_id,
         stripe_transfer_id=None,
         currency=currency,
@@ -59,7 +59,7 @@ async def reserve_payout(
         created_at=now,
         updated_at=now,
     )
-    payout_id = int(payout.id)
+    payout_id = payout.id
     tx.post(
         f"payout:{payout_id}:reserved",
         "payout_reserved",
@@ -75,8 +75,8 @@ async def reserve_payout(
     return payout_id
 
 
-async def get_payout(tx: LedgerSession, payout_id: int) -> Record:
-    return await tx.get(payouts, payout_id)
+async def get_payout(tx: LedgerSession, payout_id: int) -> Payout:
+    return await tx.get(Payout, payout_id)
 
 
 async def advance_payout(
@@ -95,10 +95,8 @@ async def advance_payout(
     """
     if status in ("amount_reversed", "reversed"):
         raise IllegalTransition("reversals are recorded with record_reversal(amount_reversed)")
-    payout = await tx.lock(payouts, payout_id)
-    decision = PAYOUT.decide(payout.status, status)
-    if decision is Decision.STALE and not from_snapshot:
-        PAYOUT.require(payout.status, status)
+    payout = await tx.lock(Payout, payout_id)
+    decision = PAYOUT.step(payout.status, status, from_snapshot=from_snapshot)
     if decision is not Decision.MOVE:
         return decision
     values: dict[str, Any] = {"status": status}
@@ -138,7 +136,7 @@ async def record_reversal(
     Only growth is booked (the difference goes back to the merchant); a total we already
     hold, or a smaller one from a stale snapshot, changes nothing.
     """
-    payout = await tx.lock(payouts, payout_id)
+    payout = await tx.lock(Payout, payout_id)
     if amount_reversed <= payout.amount_reversed:
         return False
     if amount_reversed > payout.amount:
@@ -168,7 +166,7 @@ async def record_reversal(
 
 def _post(
     tx: LedgerSession,
-    payout: Record,
+    payout: Payout,
     fact: str,
     debit_account: str,
     credit_account: str,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from reconciler.db.tables import payments, refunds
 from reconciler.errors import IllegalTransition, InsufficientBalance, RefundExceedsPayment
 from reconciler.ledger import accounts, journal
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.payments import capture_status, refresh_amount_refunded
-from reconciler.ledger.session import LedgerSession, Record
+from reconciler.ledger.rows import Payment, Refund
+from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import REFUND, REFUND_RELEASED, Decision
 from reconciler.money import check_positive
 
@@ -46,14 +46,14 @@ async def create_refund(
     if source not in SOURCES:
         raise ValueError(f"refund source must be one of {SOURCES}, got {source!r}")
     REFUND.check_known(status)
-    payment = await tx.lock(payments, payment_id)
+    payment = await tx.lock(Payment, payment_id)
     if status in REFUND_RELEASED:
         refund = await _insert(
             tx, payment, amount, status, source, stripe_refund_id, reason, now, failure_reason
         )
         _book(tx, refund, now=now)
         await _give_back(tx, refund, now=now)
-        return int(refund.id)
+        return refund.id
     if capture_status(payment.status) != "succeeded":
         raise IllegalTransition(f"payment {payment_id} is {payment.status}: nothing to refund")
     refundable = payment.amount - payment.amount_refunded
@@ -70,10 +70,10 @@ async def create_refund(
     refund = await _insert(tx, payment, amount, "pending", source, stripe_refund_id, reason, now)
     await refresh_amount_refunded(tx, payment_id, now=now)
     _book(tx, refund, now=now)
-    return int(refund.id)
+    return refund.id
 
 
-def _book(tx: LedgerSession, refund: Record, *, now: datetime) -> None:
+def _book(tx: LedgerSession, refund: Refund, *, now: datetime) -> None:
     tx.post(
         f"refund:{refund.id}:booked",
         "refund_booked",
@@ -90,7 +90,7 @@ def _book(tx: LedgerSession, refund: Record, *, now: datetime) -> None:
 
 async def _insert(
     tx: LedgerSession,
-    payment: Record,
+    payment: Payment,
     amount: int,
     status: str,
     source: str,
@@ -98,9 +98,9 @@ async def _insert(
     reason: str | None,
     now: datetime,
     failure_reason: str | None = None,
-) -> Record:
+) -> Refund:
     return await tx.insert(
-        refunds,
+        Refund,
         payment_id=payment.id,
         merchant_id=payment.merchant_id,
         stripe_refund_id=stripe_refund_id,
@@ -115,8 +115,8 @@ async def _insert(
     )
 
 
-async def get_refund(tx: LedgerSession, refund_id: int) -> Record:
-    return await tx.get(refunds, refund_id)
+async def get_refund(tx: LedgerSession, refund_id: int) -> Refund:
+    return await tx.get(Refund, refund_id)
 
 
 async def advance_refund(
@@ -129,10 +129,8 @@ async def advance_refund(
     from_snapshot: bool = False,
 ) -> Decision:
     """Move a refund along Stripe's lifecycle; a failure or cancellation gives the money back."""
-    refund = await tx.lock(refunds, refund_id)
-    decision = REFUND.decide(refund.status, status)
-    if decision is Decision.STALE and not from_snapshot:
-        REFUND.require(refund.status, status)
+    refund = await tx.lock(Refund, refund_id)
+    decision = REFUND.step(refund.status, status, from_snapshot=from_snapshot)
     if decision is not Decision.MOVE:
         return decision
     tx.update(
@@ -143,7 +141,7 @@ async def advance_refund(
     return decision
 
 
-async def _give_back(tx: LedgerSession, refund: Record, *, now: datetime) -> None:
+async def _give_back(tx: LedgerSession, refund: Refund, *, now: datetime) -> None:
     await refresh_amount_refunded(tx, refund.payment_id, now=now)
     tx.post(
         f"refund:{refund.id}:returned",

@@ -49,6 +49,15 @@ class Lifecycle:
         if self.decide(current, target) is not Decision.MOVE:
             raise IllegalTransition(f"{self.kind} cannot move from {current} to {target}")
 
+    def step(self, current: str, target: str, *, from_snapshot: bool) -> Decision:
+        """The one rule every status move follows: what moving `current` to `target` means.
+        A Stripe snapshot behind us (`from_snapshot`) is STALE and ignored; the service acting
+        on purpose may only make a legal forward move (else `IllegalTransition`)."""
+        decision = self.decide(current, target)
+        if decision is Decision.STALE and not from_snapshot:
+            raise IllegalTransition(f"{self.kind} cannot move from {current} to {target}")
+        return decision
+
 
 def _moves(**moves: tuple[str, ...]) -> dict[str, frozenset[str]]:
     return {status: frozenset(targets) for status, targets in moves.items()}

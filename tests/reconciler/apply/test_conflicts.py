@@ -11,10 +11,11 @@ from sqlalchemy import select
 from reconciler.apply import _find, apply_object
 from reconciler.apply.context import ApplyContext
 from reconciler.db.engine import Database
-from reconciler.db.tables import discrepancies, payments
+from reconciler.db.tables import discrepancies
 from reconciler.ledger.merchants import get_merchant, mark_deauthorized, set_connect_state
 from reconciler.ledger.payments import create_payment, get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, reserve_payout
+from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
 from tests.factories import all_balances, payable_merchant, settled_payment
@@ -27,15 +28,30 @@ async def discrepancy_rows(db: Database) -> list[tuple[str, str]]:
 
 
 class FakeStripe:
-    """Answers retrieve() with a fixed object and counts the fetches."""
+    """Answers every fetch with a fixed object and counts the fetches."""
 
     def __init__(self, fresh: dict[str, Any]) -> None:
         self.fresh = fresh
         self.fetched: list[tuple[str, str]] = []
 
-    async def retrieve(self, object_type: str, object_id: str) -> dict[str, Any]:
+    def _fetch(self, object_type: str, object_id: str) -> dict[str, Any]:
         self.fetched.append((object_type, object_id))
         return self.fresh
+
+    async def payment_intent(self, intent_id: str) -> dict[str, Any]:
+        return self._fetch("payment_intent", intent_id)
+
+    async def charge(self, charge_id: str) -> dict[str, Any]:
+        return self._fetch("charge", charge_id)
+
+    async def refund(self, refund_id: str) -> dict[str, Any]:
+        return self._fetch("refund", refund_id)
+
+    async def transfer(self, transfer_id: str) -> dict[str, Any]:
+        return self._fetch("transfer", transfer_id)
+
+    async def account(self, account_id: str) -> dict[str, Any]:
+        return self._fetch("account", account_id)
 
 
 async def test_transfer_for_a_cancelled_payout_is_reported_not_booked(
@@ -169,7 +185,16 @@ CHARGE_FOR_LESS = {
 }
 
 
-@pytest.mark.parametrize("snapshot", [INTENT_FOR_LESS, CHARGE_FOR_LESS], ids=["intent", "charge"])
+# The same number of another currency's minor units is another amount: money compares whole.
+INTENT_IN_EUR = {**INTENT_FOR_LESS, "amount": 10000, "amount_received": 10000, "currency": "eur"}
+CHARGE_IN_EUR = {**CHARGE_FOR_LESS, "amount_captured": 10000, "currency": "eur"}
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [INTENT_FOR_LESS, CHARGE_FOR_LESS, INTENT_IN_EUR, CHARGE_IN_EUR],
+    ids=["intent", "charge", "intent-other-currency", "charge-other-currency"],
+)
 async def test_a_success_for_another_amount_is_reported_not_booked(
     db: Database, now: datetime, snapshot: dict[str, Any]
 ) -> None:
@@ -209,7 +234,7 @@ async def test_our_row_named_in_metadata_takes_the_stripe_id_once(
         )
         named = {"id": "pi_1", "metadata": {"icpay_payment_id": str(payment_id)}}
         claimed = await _find.ours(
-            conn, payments, "payment_intent_id", named, "icpay_payment_id", now=now
+            conn, Payment, "payment_intent_id", named, "icpay_payment_id", now=now
         )
         assert claimed is not None and (claimed.id, claimed.payment_intent_id) == (
             payment_id,
@@ -218,9 +243,7 @@ async def test_our_row_named_in_metadata_takes_the_stripe_id_once(
         # Another intent naming the same payment cannot take it over.
         other = {"id": "pi_2", "metadata": {"icpay_payment_id": str(payment_id)}}
         assert (
-            await _find.ours(
-                conn, payments, "payment_intent_id", other, "icpay_payment_id", now=now
-            )
+            await _find.ours(conn, Payment, "payment_intent_id", other, "icpay_payment_id", now=now)
             is None
         )
         assert (await get_payment(conn, payment_id)).payment_intent_id == "pi_1"

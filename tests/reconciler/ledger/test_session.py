@@ -16,6 +16,7 @@ from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
 from reconciler.db.tables import journal_entries, payments
 from reconciler.ledger.payments import advance_payment, create_payment, release_funds
+from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import (
     LedgerSession,
     UnlockedChange,
@@ -107,16 +108,16 @@ async def test_rows_are_found_by_what_they_became(db: Database, now: datetime) -
             now=now,
             payment_intent_id="pi_1",
         )
-        payment = await tx.get(payments, payment_id)
+        payment = await tx.get(Payment, payment_id)
         tx.update(payment, now=now, charge_id="ch_1")
         tx.update(payment, now=now, charge_id="ch_2")
         with statements(db) as seen:
-            assert await tx.find(payments, "payment_intent_id", "pi_1") is payment
-            assert await tx.find(payments, "charge_id", "ch_2") is payment
+            assert await tx.find(Payment, "payment_intent_id", "pi_1") is payment
+            assert await tx.find(Payment, "charge_id", "ch_2") is payment
         assert seen == []  # held: no statement needed
-        assert await tx.find(payments, "charge_id", "ch_1") is None
+        assert await tx.find(Payment, "charge_id", "ch_1") is None
     async with ledger_reader(db) as tx:
-        stored = await tx.find(payments, "charge_id", "ch_2")
+        stored = await tx.find(Payment, "charge_id", "ch_2")
         assert stored is not None and stored.payment_intent_id == "pi_1"
 
 
@@ -154,14 +155,14 @@ async def test_a_row_read_before_its_merchant_was_locked_is_read_again(
     async with ledger_session(db) as tx:
         payment_id = await pending_payment(tx, now)
     async with ledger_session(db) as tx:
-        seen = await tx.get(payments, payment_id)  # read, not locked
+        seen = await tx.get(Payment, payment_id)  # read, not locked
         assert seen.status == "pending"
         # Meanwhile another instance books the payment (it commits).
         async with db.write() as other:
             await other.execute(
                 update(payments).where(payments.c.id == payment_id).values(status="canceled")
             )
-        locked = await tx.lock(payments, payment_id)
+        locked = await tx.lock(Payment, payment_id)
         assert locked is seen and locked.status == "canceled"
 
 
@@ -175,20 +176,20 @@ async def test_a_held_row_cannot_change_before_its_merchant_is_locked(
         payment_id = await pending_payment(tx, now)
     with pytest.raises(UnlockedChange):
         async with ledger_session(db) as tx:
-            seen = await tx.get(payments, payment_id)
+            seen = await tx.get(Payment, payment_id)
             tx.update(seen, now=now, charge_id="ch_1")  # decided on a read nobody locked
     async with ledger_session(db) as tx:
-        locked = await tx.lock(payments, payment_id)
+        locked = await tx.lock(Payment, payment_id)
         tx.update(locked, now=now, charge_id="ch_1")
     async with ledger_reader(db) as tx:
-        assert (await tx.get(payments, payment_id)).charge_id == "ch_1"
+        assert (await tx.get(Payment, payment_id)).charge_id == "ch_1"
 
 
 async def test_only_the_columns_changed_are_written_back(db: Database, now: datetime) -> None:
     async with ledger_session(db) as tx:
         payment_id = await pending_payment(tx, now)
     async with ledger_session(db) as tx:
-        mine = await tx.lock(payments, payment_id)
+        mine = await tx.lock(Payment, payment_id)
         tx.update(mine, now=now, charge_id="ch_1")
         # A column this transaction did not change, changed underneath it (a raw statement
         # in the same transaction, standing in for anything outside the session):
@@ -197,7 +198,7 @@ async def test_only_the_columns_changed_are_written_back(db: Database, now: date
         )
         tx.update(mine, now=now, charge_id="ch_2")
     async with ledger_reader(db) as tx:
-        stored = await tx.get(payments, payment_id)
+        stored = await tx.get(Payment, payment_id)
         assert (stored.charge_id, stored.amount_refunded) == ("ch_2", 7)
 
 
@@ -210,7 +211,7 @@ async def test_a_row_found_missing_before_a_lock_is_looked_for_again(
     async with ledger_session(db) as tx:
         merchant_id = await payable_merchant(tx, now)
     async with ledger_session(db) as tx:
-        assert await tx.find(payments, "payment_intent_id", "pi_late") is None
+        assert await tx.find(Payment, "payment_intent_id", "pi_late") is None
         async with ledger_session(db) as other:  # another instance records it meanwhile
             await create_payment(
                 other,
@@ -222,5 +223,5 @@ async def test_a_row_found_missing_before_a_lock_is_looked_for_again(
                 payment_intent_id="pi_late",
             )
         await tx.lock_merchant(merchant_id)
-        found = await tx.find(payments, "payment_intent_id", "pi_late")
+        found = await tx.find(Payment, "payment_intent_id", "pi_late")
         assert found is not None and found.amount == 500
