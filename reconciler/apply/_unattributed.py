@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from reconciler.apply.context import ApplyContext
-from reconciler.discrepancies import record_discrepancy
 from reconciler.ledger.session import LedgerSession
+from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
 SHOWN_FIELDS = ("amount", "currency", "status", "destination", "metadata")

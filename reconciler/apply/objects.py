@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from reconciler.apply.context import ApplyContext
 from reconciler.apply.kinds import KINDS, ObjectKind
-from reconciler.discrepancies import record_discrepancy
 from reconciler.errors import IllegalTransition
+from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
 

@@ -12,7 +12,6 @@ from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
-from reconciler.discrepancies import record_discrepancy
 from reconciler.ledger.payments import (
     advance_payment,
     create_payment,
@@ -22,6 +21,7 @@ from reconciler.ledger.payments import (
 from reconciler.ledger.rows import Merchant, Payment
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
+from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
 

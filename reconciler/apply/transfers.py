@@ -13,9 +13,9 @@ from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
-from reconciler.discrepancies import record_discrepancy
 from reconciler.ledger.payouts import advance_payout, record_reversal
 from reconciler.ledger.rows import Merchant, Payout
+from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
 

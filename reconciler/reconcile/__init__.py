@@ -1,0 +1,2 @@
+"""Reconciliation: differences between the ledger and Stripe, recorded for a person to resolve
+(runs and comparers join them here)."""
