@@ -3,7 +3,6 @@ data, and nothing written if the transaction fails."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -119,31 +118,6 @@ async def test_rows_are_found_by_what_they_became(db: Database, now: datetime) -
     async with ledger_reader(db) as tx:
         stored = await tx.find(Payment, "charge_id", "ch_2")
         assert stored is not None and stored.payment_intent_id == "pi_1"
-
-
-async def test_new_rows_take_ids_no_other_transaction_takes(db: Database, now: datetime) -> None:
-    async with ledger_session(db) as tx:
-        merchant_id = await payable_merchant(tx, now)
-
-    async def payment_ids(tag: str) -> list[int]:
-        async with ledger_session(db) as tx:
-            return [
-                await create_payment(
-                    tx,
-                    merchant_id=merchant_id,
-                    amount=100,
-                    currency="usd",
-                    fees=FeeSchedule(),
-                    now=now,
-                    payment_intent_id=f"pi_{tag}_{n}",
-                )
-                for n in range(5)
-            ]
-
-    first, second = await asyncio.gather(payment_ids("a"), payment_ids("b"))
-    assert len(set(first) | set(second)) == 10
-    async with ledger_reader(db) as tx:
-        assert await tx.scalar(select(func.count()).select_from(payments)) == 10
 
 
 @pytest.mark.postgres
