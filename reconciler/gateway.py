@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import stripe
 
@@ -22,6 +23,11 @@ from reconciler.config import Secret
 from reconciler.types import StripeObject
 
 log = logging.getLogger(__name__)
+
+# The API version the payloads this code reads are shaped by: the SDK's own (stripe 16.1).
+# Written out because the SDK's parameter type lists versions as literals; a test checks the
+# two agree.
+WEBHOOK_API_VERSION: Final = "2026-10-28.endive"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -175,11 +181,32 @@ class StripeGateway:
     async def balance(self) -> StripeObject:
         return await self._call("balance", lambda: self._client.v1.balance.retrieve_async())
 
+    async def _create(
+        self,
+        what: str,
+        call: Callable[[stripe.RequestOptions], Awaitable[stripe.StripeObject]],
+        idempotency_key: str | None = None,
+    ) -> StripeObject:
+        """A POST that creates something, under one idempotency key for all of `_call`'s
+        tries: a try that Stripe executed but whose answer was lost (a 500 after the fact, a
+        timeout) is answered by the retry with the same object, never made twice. Callers
+        with a row of their own pass a key made from it (`payout:<id>`), which also survives
+        a restart; otherwise one is made here, once per logical call."""
+        key = idempotency_key or f"icpay:{what}:{uuid.uuid4()}"
+        return await self._call(what, lambda: call({"idempotency_key": key}))
+
     async def create_webhook_endpoint(self, url: str, *, connect: bool) -> StripeObject:
-        """Register an endpoint for every event; the answer is the only time its secret shows."""
-        return await self._call(
+        """Register an endpoint for every event, pinned to the API version this code reads;
+        the answer is the only time its secret shows."""
+        return await self._create(
             "webhook_endpoint",
-            lambda: self._client.v1.webhook_endpoints.create_async(
-                params={"url": url, "enabled_events": ["*"], "connect": connect}
+            lambda options: self._client.v1.webhook_endpoints.create_async(
+                params={
+                    "url": url,
+                    "enabled_events": ["*"],
+                    "connect": connect,
+                    "api_version": WEBHOOK_API_VERSION,
+                },
+                options=options,
             ),
         )

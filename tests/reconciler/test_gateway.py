@@ -9,7 +9,14 @@ import pytest
 import stripe
 
 from reconciler.config import Secret
-from reconciler.gateway import GatewayError, RetryPolicy, StripeGateway, StripeNotFound, classify
+from reconciler.gateway import (
+    WEBHOOK_API_VERSION,
+    GatewayError,
+    RetryPolicy,
+    StripeGateway,
+    StripeNotFound,
+    classify,
+)
 from tests.stripe_world import API_KEY, StripeWorld, stripe_world
 
 
@@ -72,6 +79,38 @@ async def test_a_hang_past_the_timeout_is_a_retryable_network_error(world: Strip
         await gateway.aclose()
     assert balance["object"] == "balance"
     assert len(sleep.delays) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "server_error", "count": 1},
+        {"kind": "hang", "count": 1, "seconds": 1},
+        {"kind": "rate_limit", "count": 1},
+    ],
+    ids=["500", "timeout", "429"],
+)
+async def test_a_create_executed_but_unanswered_is_retried_into_one_object(
+    world: StripeWorld, fault: dict[str, object]
+) -> None:
+    sleep = RecordedSleep()
+    gateway = gateway_for(world, sleep, timeout=0.3)
+    try:
+        await world.control_post(
+            "faults/api",
+            {**fault, "execute": True, "path": "/v1/webhook_endpoints", "method": "POST"},
+        )
+        created = await gateway.create_webhook_endpoint("http://127.0.0.1:1/hook", connect=False)
+    finally:
+        await gateway.aclose()
+    assert len(sleep.delays) == 1  # it was retried, under the same key
+    endpoints = await world.client.v1.webhook_endpoints.list_async()
+    assert [endpoint.id for endpoint in endpoints.data] == [created["id"]]
+    assert created["api_version"] == WEBHOOK_API_VERSION
+
+
+def test_webhook_endpoints_are_pinned_to_the_sdks_api_version() -> None:
+    assert stripe.api_version == WEBHOOK_API_VERSION
 
 
 async def test_missing_objects_and_bad_requests_are_final(world: StripeWorld) -> None:
