@@ -11,7 +11,7 @@ from typing import Any, cast
 from reconciler.apply import EventApplier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
-from reconciler.worker import Applier
+from reconciler.inbox.worker import Applier
 
 STRIPE_FEE = 59
 

@@ -12,14 +12,14 @@ from starlette.routing import Route
 from handlers.health import healthz, readyz
 from handlers.metrics import metrics_endpoint
 from handlers.webhooks import connect_webhook, platform_webhook
-from reconciler.appliers import open_applier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.db.schema import require_current_schema
-from reconciler.inbox import InboxPolicy
-from reconciler.inbox_writer import InboxWriter
+from reconciler.inbox.appliers import open_applier
+from reconciler.inbox.events import InboxPolicy
+from reconciler.inbox.worker import Applier, InboxWorker
+from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
-from reconciler.worker import Applier, InboxWorker
 
 
 def create_app(settings: Settings | None = None, *, applier: Applier | None = None) -> Starlette:

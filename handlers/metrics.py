@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reconciler.db.engine import Database
-from reconciler.inbox import backlog
+from reconciler.inbox.queries import backlog
 from reconciler.metrics import Metrics
 
 

@@ -26,9 +26,9 @@ from reconciler.apply.transfers import apply_transfer
 from reconciler.db.tables import payments
 from reconciler.discrepancies import record_discrepancy
 from reconciler.errors import IllegalTransition
+from reconciler.inbox.envelope import THIN_EVENT_OBJECT
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
-from reconciler.stripe_events import THIN_EVENT_OBJECT
 from reconciler.types import StripeObject
 
 ObjectApplier = Callable[[ApplyContext, StripeObject], Awaitable[None]]

@@ -7,7 +7,7 @@ from starlette.testclient import TestClient
 
 from handlers.app import create_app
 from reconciler.config import Secret, Settings
-from reconciler.inbox import InboxEvent
+from reconciler.inbox.events import InboxEvent
 from tests.webhook_events import PLATFORM_SECRET, body_of, sign, snapshot_event
 
 

@@ -18,8 +18,8 @@ from handlers.webhooks import MAX_BODY_BYTES
 from reconciler.config import Secret, Settings
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
-from reconciler.inbox_writer import InboxWriter
-from reconciler.signature import compute_signature
+from reconciler.inbox.signature import compute_signature
+from reconciler.inbox.writer import InboxWriter
 from tests.webhook_events import (
     CONNECT_SECRET,
     PLATFORM_OLD_SECRET,

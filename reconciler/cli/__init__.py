@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from reconciler.cli.events_table import format_events
 from reconciler.config import ConfigError, Secret, Settings
 from reconciler.db.engine import Database
 from reconciler.db.schema import code_head, migrate, require_current_schema
 from reconciler.errors import ReconcilerError
-from reconciler.events_table import format_events
 from reconciler.gateway import StripeGateway
-from reconciler.inbox import STATUSES, list_events, replay
+from reconciler.inbox.events import STATUSES
+from reconciler.inbox.queries import list_events, replay
 
 log = logging.getLogger("reconciler")
 SWITCH_INTERVAL_SECONDS = 0.0005
@@ -178,7 +179,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reconciler: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

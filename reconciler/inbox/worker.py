@@ -26,19 +26,9 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from reconciler.db.engine import Database
-from reconciler.inbox import (
-    DEAD,
-    InboxEvent,
-    InboxPolicy,
-    claim_due,
-    mark_applied,
-    mark_done,
-    mark_failed,
-    peek_fresh,
-    release,
-    renew_lease,
-    take_fresh,
-)
+from reconciler.inbox.claims import claim_due, mark_done, mark_failed, release, renew_lease
+from reconciler.inbox.events import DEAD, InboxEvent, InboxPolicy
+from reconciler.inbox.fresh import mark_applied, peek_fresh, take_fresh
 from reconciler.metrics import Metrics
 from reconciler.types import Clock, Queryable, utcnow
 
@@ -92,15 +82,15 @@ class InboxWorker:
         database: Database,
         applier: Applier,
         *,
-        policy: InboxPolicy | None = None,
-        batch_size: int = 500,
+        policy: InboxPolicy,
+        batch_size: int,
         metrics: Metrics | None = None,
         clock: Clock = utcnow,
         poll_interval: float = POLL_INTERVAL_SECONDS,
     ) -> None:
         self._database = database
         self._applier = applier
-        self._policy = policy or InboxPolicy()
+        self._policy = policy
         self._batch_size = batch_size
         self._metrics = metrics
         self._clock = clock

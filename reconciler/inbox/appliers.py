@@ -18,8 +18,8 @@ from typing import Any, cast
 
 from reconciler.config import ConfigError, Settings
 from reconciler.db.engine import Database
-from reconciler.inbox import InboxEvent
-from reconciler.worker import Applier
+from reconciler.inbox.events import InboxEvent
+from reconciler.inbox.worker import Applier
 
 
 async def noop_applier(event: InboxEvent) -> None:
