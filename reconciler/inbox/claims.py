@@ -141,13 +141,13 @@ async def renew_lease(
 
 async def mark_failed(
     conn: AsyncConnection, event: InboxEvent, error: str, now: datetime, policy: InboxPolicy
-) -> str:
+) -> str | None:
     """Record the error; retry after a backoff, or declare the row dead after the last try.
-    Returns the new status."""
+    Returns the new status, or None if the claim was lost (the row is another worker's now)."""
     status = DEAD if event.attempts >= policy.max_attempts else FAILED
-    await conn.execute(
+    result = await conn.execute(
         update(inbox_events)
-        .where(inbox_events.c.id == event.id, inbox_events.c.status == PROCESSING)
+        .where(_still_ours([event]))
         .values(
             status=status,
             locked_until=None,
@@ -155,16 +155,16 @@ async def mark_failed(
             next_attempt_at=now + policy.backoff(event.attempts),
         )
     )
-    return status
+    return status if result.rowcount else None
 
 
-async def release(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
+async def release(conn: AsyncConnection, events: Sequence[InboxEvent], now: datetime) -> None:
     """Give back rows claimed but not started (shutdown); the try does not count."""
-    if not ids:
+    if not events:
         return
     await conn.execute(
         update(inbox_events)
-        .where(inbox_events.c.id.in_(ids), inbox_events.c.status == PROCESSING)
+        .where(_still_ours(events))
         .values(
             status=RECEIVED,
             locked_until=None,
@@ -174,10 +174,13 @@ async def release(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> N
     )
 
 
-async def mark_ignored(conn: AsyncConnection, inbox_id: int, reason: str, now: datetime) -> None:
-    """Record a row as not ours to apply (e.g. the other mode's event), with the reason."""
+async def mark_ignored(
+    conn: AsyncConnection, event: InboxEvent, reason: str, now: datetime
+) -> None:
+    """Record a claimed row as not ours to apply (e.g. the other mode's event), with the
+    reason."""
     await conn.execute(
         update(inbox_events)
-        .where(inbox_events.c.id == inbox_id)
+        .where(_still_ours([event]))
         .values(status=IGNORED, locked_until=None, last_error=reason[:MAX_ERROR], processed_at=now)
     )

@@ -178,7 +178,7 @@ class InboxWorker:
                 event.stripe_event_id,
                 event.event_type,
                 event.attempts,
-                status,
+                status or "another worker's (its lease ran out)",
                 type(error).__name__,
             )
             if self._metrics is not None:
@@ -192,13 +192,13 @@ class InboxWorker:
             self._metrics.applied.inc()
         return True
 
-    async def _fail(self, event: InboxEvent, error: str, now: datetime | None) -> str:
+    async def _fail(self, event: InboxEvent, error: str, now: datetime | None) -> str | None:
         async with self._database.write() as conn:
             return await mark_failed(conn, event, error, now or self._clock(), self._policy)
 
     async def _release(self, events: list[InboxEvent], now: datetime | None) -> None:
         async with self._database.write() as conn:
-            await release(conn, [event.id for event in events], now or self._clock())
+            await release(conn, events, now or self._clock())
 
     def start(self) -> None:
         if self._task is None:

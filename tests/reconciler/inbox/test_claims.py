@@ -4,10 +4,17 @@ claim that took them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from reconciler.db.engine import Database
+from reconciler.db.tables import inbox_events
 from reconciler.inbox import claims, inserts, queries
+from reconciler.inbox.events import InboxEvent
 from tests.reconciler.inbox.rows import POLICY, insert, new_event, statuses
 from tests.reconciler.inbox.test_fresh import names, put, states, store
 
@@ -81,7 +88,7 @@ async def test_release_gives_rows_back_without_counting(db: Database, now: datet
     await insert(db, now, "evt_1")
     [event] = await claims.claim_due(db, now, limit=10, policy=POLICY)
     async with db.write() as conn:
-        await claims.release(conn, [event.id], now)
+        await claims.release(conn, [event], now)
     [again] = await claims.claim_due(db, now, limit=10, policy=POLICY)
     assert again.attempts == 1
 
@@ -92,7 +99,7 @@ async def test_ignored_events_are_kept_but_never_claimed(db: Database, now: date
         await inserts.insert_event(conn, new_event("evt_2"), now)
     [event] = await claims.claim_due(db, now, limit=10, policy=POLICY)
     async with db.write() as conn:
-        await claims.mark_ignored(conn, event.id, "not ours", now)
+        await claims.mark_ignored(conn, event, "not ours", now)
     assert await statuses(db) == {"evt_live": ("ignored", 0), "evt_2": ("ignored", 1)}
     assert await claims.claim_due(db, now, limit=10, policy=POLICY) == []
 
@@ -144,3 +151,47 @@ async def test_claim_due_tried_only_leaves_fresh_rows_and_claims_retries(
     assert (await states(db))["evt_fresh"] == ("received", 0)
     # The fresh row was due all along: only tried_only kept it out.
     assert names(await claims.claim_due(db, lease, limit=10, policy=POLICY)) == ["evt_fresh"]
+
+
+async def row_state(db: Database) -> dict[str, object]:
+    async with db.read() as conn:
+        [row] = (await conn.execute(select(inbox_events))).all()
+    return dict(row._mapping)
+
+
+StaleChange = Callable[[AsyncConnection, InboxEvent, datetime], Awaitable[object]]
+STALE_CHANGES: dict[str, StaleChange] = {
+    "mark_done": lambda conn, event, at: claims.mark_done(conn, [event], at),
+    "renew_lease": lambda conn, event, at: claims.renew_lease(conn, [event], at, POLICY),
+    "mark_failed": lambda conn, event, at: claims.mark_failed(conn, event, "late", at, POLICY),
+    "release": lambda conn, event, at: claims.release(conn, [event], at),
+    "mark_ignored": lambda conn, event, at: claims.mark_ignored(conn, event, "not ours", at),
+}
+
+
+@pytest.mark.parametrize("change", list(STALE_CHANGES))
+async def test_a_stale_claim_changes_nothing_of_a_reclaimed_row(
+    db: Database, now: datetime, change: str
+) -> None:
+    await insert(db, now, "evt_1")
+    [stale] = await claims.claim_due(db, now, limit=10, policy=POLICY)  # then its lease runs out
+    lease = timedelta(seconds=POLICY.lease_seconds)
+    [current] = await claims.claim_due(db, now + lease, limit=10, policy=POLICY)
+    held = await row_state(db)
+    async with db.write() as conn:
+        await STALE_CHANGES[change](conn, stale, now + 2 * lease)
+    assert await row_state(db) == held
+    # The claim holding the row still can.
+    async with db.write() as conn:
+        await STALE_CHANGES[change](conn, current, now + 2 * lease)
+    assert await row_state(db) != held
+
+
+async def test_mark_failed_says_when_the_claim_was_lost(db: Database, now: datetime) -> None:
+    await insert(db, now, "evt_1")
+    [stale] = await claims.claim_due(db, now, limit=10, policy=POLICY)
+    lease = timedelta(seconds=POLICY.lease_seconds)
+    [current] = await claims.claim_due(db, now + lease, limit=10, policy=POLICY)
+    async with db.write() as conn:
+        assert await claims.mark_failed(conn, stale, "late", now + lease, POLICY) is None
+        assert await claims.mark_failed(conn, current, "boom", now + lease, POLICY) == "failed"
