@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 from reconciler.apply import EventApplier
 from reconciler.config import Settings
@@ -42,4 +42,4 @@ class CannedStripe:
 
 @asynccontextmanager
 async def ledger_applier(database: Database, settings: Settings) -> AsyncIterator[Applier]:
-    yield cast(Applier, EventApplier(database, CannedStripe(), settings))
+    yield EventApplier(database, CannedStripe(), settings)

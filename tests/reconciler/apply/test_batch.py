@@ -28,7 +28,7 @@ from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
 from tests.factories import payable_merchant
 from tests.scenarios import FEE_PERCENT
-from tests.stripe_world import StripeWorld, stripe_world
+from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
 
 
 @pytest.fixture
@@ -101,18 +101,13 @@ async def test_a_failed_batch_leaves_nothing_behind(
         merchant_id = await payable_merchant(conn, now)
     await world.pay(merchant_id, 10000, "pm_card_bypassPending")
     events = [*await world.events()]
-    bad = type(events[0])(json.dumps(missing_charge_event()))
+    bad = StoredEvent(json.dumps(missing_charge_event()), id=len(events) + 1)
     applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
 
-    class AllRows:
-        async def take(self, tx: Any, given: Any) -> list[Any]:
-            return list(given)
-
-        async def finish(self, tx: Any, given: Any) -> None:
-            return None
-
+    prepared = await applier.prepare([*events, bad])
     with pytest.raises(StripeNotFound):
-        await applier.apply_batch([*events, bad], AllRows())
+        async with db.write() as conn:
+            await prepared.apply(conn, [*events, bad])
     assert await count(db, payments) == 0
     assert await count(db, journal_entries) == 0
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.config import Settings
 from reconciler.db.engine import Database
@@ -191,4 +193,69 @@ async def test_worker_keeps_a_slow_batch_leased_until_it_is_done(
         ("evt_1", "done", 1),
         ("evt_2", "done", 1),
         ("evt_3", "done", 1),
+    ]
+
+
+class FakeBatchApplier(FakeApplier):
+    """Applies a batch in the worker's transaction: marks each row it applies there, so a
+    rollback shows. `before_apply` runs between prepare and the transaction."""
+
+    def __init__(self, failing: set[str] | None = None) -> None:
+        super().__init__(failing)
+        self.prepared: list[list[str]] = []
+        self.batches: list[list[str]] = []
+        self.before_apply: Callable[[], Awaitable[object]] | None = None
+
+    async def prepare(self, events: Sequence[InboxEvent]) -> FakeBatchApplier:
+        self.prepared.append([event.stripe_event_id for event in events])
+        if self.before_apply is not None:
+            await self.before_apply()
+        return self
+
+    async def apply(self, conn: AsyncConnection, events: Sequence[InboxEvent]) -> None:
+        self.batches.append([event.stripe_event_id for event in events])
+        ids = [event.id for event in events]
+        await conn.execute(
+            update(inbox_events).where(inbox_events.c.id.in_(ids)).values(last_error="applying")
+        )
+        if self.failing & {event.stripe_event_id for event in events}:
+            raise RuntimeError("the batch is spoiled")
+        self.applied.extend(event.stripe_event_id for event in events)
+
+
+async def test_worker_applies_fresh_rows_in_its_own_transaction_only_those_it_took(
+    db: Database, now: datetime
+) -> None:
+    await store(db, now, "evt_1", "evt_2", "evt_3")
+    applier = FakeBatchApplier()
+    other: list[InboxEvent] = []
+
+    async def another_worker_claims_one() -> None:
+        other.extend(await claims.claim_due(db, now, limit=1, policy=POLICY))
+
+    applier.before_apply = another_worker_claims_one
+    worker = InboxWorker(db, applier, policy=POLICY, batch_size=BATCH)
+    assert await worker.run_once(now) == 2
+    assert applier.prepared == [["evt_1", "evt_2", "evt_3"]]
+    assert applier.batches == [["evt_2", "evt_3"]]  # evt_1 was taken by the other worker
+    assert await statuses(db) == [
+        ("evt_1", "processing", 1, None),
+        ("evt_2", "done", 1, None),
+        ("evt_3", "done", 1, None),
+    ]
+
+
+async def test_worker_batch_that_fails_is_rolled_back_and_applied_one_at_a_time(
+    db: Database, now: datetime
+) -> None:
+    await store(db, now, "evt_1", "evt_bad", "evt_3")
+    applier = FakeBatchApplier(failing={"evt_bad"})
+    worker = InboxWorker(db, applier, policy=POLICY, batch_size=BATCH)
+    assert await worker.run_once(now) == 3
+    assert applier.batches == [["evt_1", "evt_bad", "evt_3"]]
+    assert applier.applied == ["evt_1", "evt_3"]  # one at a time, after the rollback
+    assert await statuses(db) == [
+        ("evt_1", "done", 1, None),  # "applying" was rolled back, then done alone
+        ("evt_bad", "failed", 1, "RuntimeError: cannot apply charge.succeeded"),
+        ("evt_3", "done", 1, None),
     ]
