@@ -13,11 +13,11 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from reconciler.config import Secret, Settings
+from handlers._runtime import runtime_of
+from reconciler.config import Secret
 from reconciler.inbox.envelope import MalformedEvent, parse_event
 from reconciler.inbox.events import NewEvent
 from reconciler.inbox.signature import SIGNATURE_HEADER, SignatureError, verify_signature
-from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -52,9 +52,8 @@ def _refuse(metrics: Metrics, endpoint: str, outcome: str, status: int, reason: 
 
 
 async def _receive(request: Request, endpoint: str, secrets: tuple[Secret, ...]) -> Response:
-    settings: Settings = request.app.state.settings
-    metrics: Metrics = request.app.state.metrics
-    writer: InboxWriter = request.app.state.inbox_writer
+    runtime = runtime_of(request)
+    settings, metrics, writer = runtime.settings, runtime.metrics, runtime.inbox_writer
     try:
         body = await read_body(request)
     except BodyTooLarge:
@@ -106,10 +105,9 @@ async def _receive(request: Request, endpoint: str, secrets: tuple[Secret, ...])
 
 
 async def platform_webhook(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    return await _receive(request, PLATFORM, settings.webhook_secrets)
+    return await _receive(request, PLATFORM, runtime_of(request).settings.webhook_secrets)
 
 
 async def connect_webhook(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    return await _receive(request, CONNECT, settings.connect_webhook_secrets)
+    secrets = runtime_of(request).settings.connect_webhook_secrets
+    return await _receive(request, CONNECT, secrets)

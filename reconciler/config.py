@@ -143,8 +143,8 @@ class Settings:
     sandbox_port: int = 12111
     # The inbox worker: off makes an ingest-only instance (events are stored, not applied).
     inbox_worker_enabled: bool = True
-    # Which applier the worker calls: `ledger` (the real one), `noop`, `record:<file>` (tests:
-    # appends each applied event id to the file), or `<module>:<factory>` (benchmarks).
+    # Which applier the worker calls: `ledger` (the real one), `noop`, or `<module>:<factory>`
+    # (benchmarks, tests: `factory(database, settings)` yields the applier).
     inbox_applier: str = "ledger"
     inbox_batch_size: int = 500
     inbox_max_attempts: int = 8
