@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 from reconciler.apply import EventApplier
 from reconciler.config import Settings
 from reconciler.db.engine import Database
-from reconciler.worker import Applier
+from reconciler.inbox.worker import Applier
 
 STRIPE_FEE = 59
 
@@ -48,4 +48,4 @@ class CannedStripe:
 
 @asynccontextmanager
 async def ledger_applier(database: Database, settings: Settings) -> AsyncIterator[Applier]:
-    yield cast(Applier, EventApplier(database, CannedStripe(), settings))
+    yield EventApplier(database, CannedStripe(), settings)

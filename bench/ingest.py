@@ -48,9 +48,9 @@ from bench._load import LoadResult, drive, post_request
 from reconciler.db.engine import Database
 from reconciler.db.schema import migrate
 from reconciler.db.tables import inbox_events
+from reconciler.inbox.signature import compute_signature
 from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.session import ledger_session
-from reconciler.signature import compute_signature
 
 SECRET = "whsec_bench_ingest"
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -1,25 +1,21 @@
-"""The Starlette application factory: routes, and the lifespan that owns the database, the
-inbox writer and the inbox worker."""
+"""The Starlette application factory: routes, and a lifespan that holds the service's
+runtime (`reconciler.runtime`) for as long as the app runs."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from handlers._runtime import set_runtime
 from handlers.health import healthz, readyz
 from handlers.metrics import metrics_endpoint
 from handlers.webhooks import connect_webhook, platform_webhook
-from reconciler.appliers import open_applier
 from reconciler.config import Settings
-from reconciler.db.engine import Database
-from reconciler.db.schema import require_current_schema
-from reconciler.inbox import InboxPolicy
-from reconciler.inbox_writer import InboxWriter
-from reconciler.metrics import Metrics
-from reconciler.worker import Applier, InboxWorker
+from reconciler.inbox.worker import Applier
+from reconciler.runtime import open_runtime
 
 
 def create_app(settings: Settings | None = None, *, applier: Applier | None = None) -> Starlette:
@@ -29,48 +25,18 @@ def create_app(settings: Settings | None = None, *, applier: Applier | None = No
     `settings.inbox_applier` names (`ledger`: `reconciler.apply.EventApplier`). With
     `inbox_worker_enabled` off, events are stored and acknowledged but not applied here.
     """
-    settings = settings or Settings.from_environ()
-    metrics = Metrics()
+    chosen = settings or Settings.from_environ()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database(settings.database_url)
-        worker: InboxWorker | None = None
-        writer: InboxWriter | None = None
-        try:
-            async with AsyncExitStack() as resources:
-                await require_current_schema(database)
-                if settings.inbox_worker_enabled:
-                    chosen = applier
-                    if chosen is None:
-                        chosen = await resources.enter_async_context(
-                            open_applier(settings.inbox_applier, database, settings)
-                        )
-                    worker = InboxWorker(
-                        database,
-                        chosen,
-                        policy=InboxPolicy.from_settings(settings),
-                        batch_size=settings.inbox_batch_size,
-                        metrics=metrics,
-                    )
-                writer = InboxWriter(database, on_commit=worker.wake if worker else None)
-                writer.start()
-                if worker is not None:
-                    worker.start()
-                app.state.database = database
-                app.state.inbox_writer = writer
-                app.state.worker = worker
-                try:
-                    yield
-                finally:
-                    # Stop taking rows, then finish applying, then close the applier's gateway.
-                    await writer.close()
-                    if worker is not None:
-                        await worker.stop()
-        finally:
-            await database.dispose()
+        async with open_runtime(chosen, applier=applier) as runtime:
+            set_runtime(app, runtime)
+            try:
+                yield
+            finally:
+                set_runtime(app, None)
 
-    app = Starlette(
+    return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -80,6 +46,3 @@ def create_app(settings: Settings | None = None, *, applier: Applier | None = No
         ],
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    return app

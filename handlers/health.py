@@ -8,6 +8,8 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from handlers._runtime import runtime_of
+
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
@@ -16,7 +18,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    database = request.app.state.database
+    database = runtime_of(request).database
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), database.read() as conn:
             await conn.execute(text("SELECT 1"))

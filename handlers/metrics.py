@@ -9,14 +9,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reconciler.db.engine import Database
-from reconciler.inbox import backlog
-from reconciler.metrics import Metrics
+from handlers._runtime import runtime_of
+from reconciler.inbox.queries import backlog
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    metrics: Metrics = request.app.state.metrics
-    database: Database = request.app.state.database
+    runtime = runtime_of(request)
+    metrics, database = runtime.metrics, runtime.database
     try:
         async with database.read() as conn:
             current = await backlog(conn, datetime.now(UTC))

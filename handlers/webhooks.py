@@ -1,7 +1,7 @@
 """`POST /webhooks/stripe` and `POST /webhooks/stripe/connect`.
 
 The view does four things: read the raw body (at most 1 MiB), verify its signature with the
-endpoint's own secrets, parse the envelope, store it in the inbox; then it answers. Applying
+endpoint's own secrets, parse the envelope, submit it to the inbox writer; then it answers. Applying
 happens later, in the worker. Every 2xx means the row is committed, so Stripe may forget it.
 """
 
@@ -13,12 +13,12 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from reconciler.config import Secret, Settings
-from reconciler.inbox import NewEvent
-from reconciler.inbox_writer import InboxWriter
+from handlers._runtime import runtime_of
+from reconciler.config import Secret
+from reconciler.inbox.envelope import MalformedEvent, parse_event
+from reconciler.inbox.events import NewEvent
+from reconciler.inbox.signature import SIGNATURE_HEADER, SignatureError, verify_signature
 from reconciler.metrics import Metrics
-from reconciler.signature import SIGNATURE_HEADER, SignatureError, verify_signature
-from reconciler.stripe_events import MalformedEvent, parse_event
 
 MAX_BODY_BYTES = 1024 * 1024
 PLATFORM, CONNECT = "platform", "connect"
@@ -52,9 +52,8 @@ def _refuse(metrics: Metrics, endpoint: str, outcome: str, status: int, reason: 
 
 
 async def _receive(request: Request, endpoint: str, secrets: tuple[Secret, ...]) -> Response:
-    settings: Settings = request.app.state.settings
-    metrics: Metrics = request.app.state.metrics
-    writer: InboxWriter = request.app.state.inbox_writer
+    runtime = runtime_of(request)
+    settings, metrics, writer = runtime.settings, runtime.metrics, runtime.inbox_writer
     try:
         body = await read_body(request)
     except BodyTooLarge:
@@ -96,7 +95,7 @@ async def _receive(request: Request, endpoint: str, secrets: tuple[Secret, ...])
         ignored_reason=ignored,
     )
     try:
-        new = await writer.store(event)
+        new = await writer.submit(event)
     except Exception as error:  # the database is unreachable or refused: Stripe must retry
         logger.warning("webhook %s not stored: %s", endpoint, type(error).__name__)
         return _refuse(metrics, endpoint, "unavailable", 503, "temporarily unavailable")
@@ -106,10 +105,9 @@ async def _receive(request: Request, endpoint: str, secrets: tuple[Secret, ...])
 
 
 async def platform_webhook(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    return await _receive(request, PLATFORM, settings.webhook_secrets)
+    return await _receive(request, PLATFORM, runtime_of(request).settings.webhook_secrets)
 
 
 async def connect_webhook(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    return await _receive(request, CONNECT, settings.connect_webhook_secrets)
+    secrets = runtime_of(request).settings.connect_webhook_secrets
+    return await _receive(request, CONNECT, secrets)

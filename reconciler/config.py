@@ -143,8 +143,8 @@ class Settings:
     sandbox_port: int = 12111
     # The inbox worker: off makes an ingest-only instance (events are stored, not applied).
     inbox_worker_enabled: bool = True
-    # Which applier the worker calls: `ledger` (the real one), `noop`, `record:<file>` (tests:
-    # appends each applied event id to the file), or `<module>:<factory>` (benchmarks).
+    # Which applier the worker calls: `ledger` (the real one), `noop`, or `<module>:<factory>`
+    # (benchmarks, tests: `factory(database, settings)` yields the applier).
     inbox_applier: str = "ledger"
     inbox_batch_size: int = 500
     inbox_max_attempts: int = 8
@@ -174,38 +174,50 @@ class Settings:
         """Build settings from `environ` (default: the process environment) and `env_file`."""
         file_values = read_env_file(env_file) if env_file is not None else {}
         read = _Reader(os.environ if environ is None else environ, file_values)
-        database_url = read.string("DATABASE_URL", DEFAULT_DATABASE_URL)
+        # The field defaults above are the only ones: every variable left unset takes its own.
+        default = cls()
+        database_url = read.string("DATABASE_URL", default.database_url)
         if not database_url.startswith(("sqlite", "postgresql")):
             raise ConfigError(
                 "DATABASE_URL must be a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL"
             )
-        api_base = read.string("STRIPE_API_BASE", "") or None
+        api_base = read.string("STRIPE_API_BASE", default.stripe_api_base or "") or None
         if api_base is not None and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
         return cls(
             database_url=database_url,
             stripe_api_key=read.secret(
-                "STRIPE_API_KEY", SANDBOX_API_KEY, prefixes=("sk_test_", "sk_live_", "rk_")
+                "STRIPE_API_KEY",
+                default.stripe_api_key.reveal(),
+                prefixes=("sk_test_", "sk_live_", "rk_"),
             ),
             stripe_api_base=api_base,
             webhook_secrets=read.secrets("STRIPE_WEBHOOK_SECRETS", prefix="whsec_"),
             connect_webhook_secrets=read.secrets("STRIPE_CONNECT_WEBHOOK_SECRETS", prefix="whsec_"),
             webhook_tolerance_seconds=read.integer(
-                "STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1
+                "STRIPE_WEBHOOK_TOLERANCE_SECONDS", default.webhook_tolerance_seconds, minimum=1
             ),
             platform_fee_percent=read.decimal(
-                "PLATFORM_FEE_PERCENT", Decimal(0), maximum=Decimal(100)
+                "PLATFORM_FEE_PERCENT", default.platform_fee_percent, maximum=Decimal(100)
             ),
-            platform_fee_fixed=read.integer("PLATFORM_FEE_FIXED", 0),
-            host=read.string("HOST", "127.0.0.1"),
-            port=read.integer("PORT", 8000, minimum=0),
-            log_level=read.string("LOG_LEVEL", "info").lower(),
-            sandbox_port=read.integer("SANDBOX_PORT", 12111, minimum=1),
-            inbox_worker_enabled=read.boolean("INBOX_WORKER_ENABLED", True),
-            inbox_applier=read.string("INBOX_APPLIER", "ledger"),
-            inbox_batch_size=read.integer("INBOX_BATCH_SIZE", 500, minimum=1),
-            inbox_max_attempts=read.integer("INBOX_MAX_ATTEMPTS", 8, minimum=1),
-            inbox_backoff_base_seconds=read.integer("INBOX_BACKOFF_BASE_SECONDS", 10, minimum=1),
-            inbox_backoff_cap_seconds=read.integer("INBOX_BACKOFF_CAP_SECONDS", 3600, minimum=1),
-            inbox_lease_seconds=read.integer("INBOX_LEASE_SECONDS", 300, minimum=1),
+            platform_fee_fixed=read.integer("PLATFORM_FEE_FIXED", default.platform_fee_fixed),
+            host=read.string("HOST", default.host),
+            port=read.integer("PORT", default.port, minimum=0),
+            log_level=read.string("LOG_LEVEL", default.log_level).lower(),
+            sandbox_port=read.integer("SANDBOX_PORT", default.sandbox_port, minimum=1),
+            inbox_worker_enabled=read.boolean("INBOX_WORKER_ENABLED", default.inbox_worker_enabled),
+            inbox_applier=read.string("INBOX_APPLIER", default.inbox_applier),
+            inbox_batch_size=read.integer("INBOX_BATCH_SIZE", default.inbox_batch_size, minimum=1),
+            inbox_max_attempts=read.integer(
+                "INBOX_MAX_ATTEMPTS", default.inbox_max_attempts, minimum=1
+            ),
+            inbox_backoff_base_seconds=read.integer(
+                "INBOX_BACKOFF_BASE_SECONDS", default.inbox_backoff_base_seconds, minimum=1
+            ),
+            inbox_backoff_cap_seconds=read.integer(
+                "INBOX_BACKOFF_CAP_SECONDS", default.inbox_backoff_cap_seconds, minimum=1
+            ),
+            inbox_lease_seconds=read.integer(
+                "INBOX_LEASE_SECONDS", default.inbox_lease_seconds, minimum=1
+            ),
         )

@@ -22,9 +22,11 @@ TWO_DAYS_AND_A_BIT = 2 * 86_400 + 3_600
 
 @dataclass
 class StoredEvent:
-    """What the inbox hands the applier: the raw JSON payload."""
+    """What the inbox hands the applier: the raw JSON payload, and its row id (a batch knows
+    its events by it)."""
 
     payload: str
+    id: int = 0
 
 
 @dataclass
@@ -47,7 +49,7 @@ class StripeWorld:
         for account in accounts.data:
             collected.extend(await self._events_of(account.id))
         collected.sort(key=lambda event: event["created"])  # stable: each list keeps its order
-        return [StoredEvent(json.dumps(event)) for event in collected]
+        return [StoredEvent(json.dumps(e), id=n) for n, e in enumerate(collected, start=1)]
 
     async def _events_of(self, account: str | None) -> list[dict[str, Any]]:
         options: dict[str, Any] = {"stripe_account": account} if account else {}

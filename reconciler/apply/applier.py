@@ -3,47 +3,64 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Protocol
 
-from reconciler.apply.batch import apply_together, read_stripe_first
-from reconciler.apply.context import ApplyContext
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from reconciler.apply.batch import Payload, StripeMemo, apply_together, read_stripe_first
+from reconciler.apply.context import ApplyContext, StripeReader
 from reconciler.apply.events import apply_event, stripe_reads
 from reconciler.config import Settings
 from reconciler.db.engine import Database
-from reconciler.ledger.session import LedgerSession, ledger_session
+from reconciler.ledger.session import LedgerSession
 from reconciler.money import FeeSchedule
-from reconciler.types import utcnow
+from reconciler.types import Clock, utcnow
 
 
 class StoredEvent(Protocol):
+    """An event as the inbox keeps it: its row id and the raw JSON it arrived as. Read-only,
+    so a frozen row (the inbox's `InboxEvent`) is one."""
+
+    @property
+    def id(self) -> int: ...
+
     @property
     def payload(self) -> str: ...
 
 
-Event = TypeVar("Event", bound=StoredEvent)
+class PreparedEvents:
+    """A batch whose Stripe reads are made: applied, all of it or any part, in the caller's
+    transaction."""
 
+    def __init__(
+        self, context: ApplyContext, stripe: StripeMemo, payloads: dict[int, Payload]
+    ) -> None:
+        self._context = context
+        self._stripe = stripe
+        self._payloads = payloads
 
-class Rows(Protocol[Event]):
-    """How the caller's rows are taken and finished in the batch's transaction (the inbox
-    worker's `BatchRows`)."""
-
-    async def take(self, tx: LedgerSession, events: Sequence[Event]) -> list[Event]: ...
-    async def finish(self, tx: LedgerSession, events: Sequence[Event]) -> None: ...
+    async def apply(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        """Apply `events` (some or all of those prepared) in `conn`'s transaction, every
+        change written before returning. All or nothing: if it raises (`BatchSpoiled`, or
+        the error), the caller must roll back; see `apply.batch`."""
+        tx = LedgerSession(conn)
+        payloads = [self._payloads[event.id] for event in events]
+        await apply_together(self._context, tx, self._stripe, payloads, apply_event)
+        await tx.flush()
 
 
 class EventApplier:
-    """Applies stored events, one (`__call__`) or a batch in one transaction (`apply_batch`).
-    Idempotent: applying an event again changes nothing, so a crash between applying and
-    marking done is harmless."""
+    """Applies stored events, one (`__call__`, in transactions of its own) or a batch
+    (`prepare`, then `apply` in the caller's transaction). Idempotent: applying an event
+    again changes nothing, so a crash between applying and marking done is harmless."""
 
     def __init__(
         self,
         database: Database,
-        stripe: Any,
+        stripe: StripeReader,
         settings: Settings,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.context = ApplyContext(
             db=database,
@@ -56,19 +73,8 @@ class EventApplier:
     async def __call__(self, event: StoredEvent) -> None:
         await apply_event(self.context, json.loads(event.payload))
 
-    async def apply_batch(self, events: Sequence[Event], rows: Rows[Event]) -> list[Event]:
-        """Apply, in one transaction, the events `rows.take` gives there, and finish them;
-        return them. All or nothing (`BatchSpoiled`, or the error): see `apply.batch`."""
-        payloads = [json.loads(event.payload) for event in events]
-        stripe = await read_stripe_first(self.context, payloads, stripe_reads)
-        async with ledger_session(self.context.db) as tx:
-            taken = await rows.take(tx, events)
-            chosen = {id(event) for event in taken}
-            mine = [
-                payload
-                for event, payload in zip(events, payloads, strict=True)
-                if id(event) in chosen
-            ]
-            await apply_together(self.context, tx, stripe, mine, apply_event)
-            await rows.finish(tx, taken)
-        return taken
+    async def prepare(self, events: Sequence[StoredEvent]) -> PreparedEvents:
+        """Make the Stripe reads applying `events` will need, outside any transaction."""
+        payloads = {event.id: json.loads(event.payload) for event in events}
+        stripe = await read_stripe_first(self.context, list(payloads.values()), stripe_reads)
+        return PreparedEvents(self.context, stripe, payloads)

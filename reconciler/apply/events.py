@@ -17,8 +17,8 @@ from reconciler.apply.balance import apply_balance
 from reconciler.apply.context import ApplyContext, StripeRead
 from reconciler.apply.kinds import KINDS, kind_of
 from reconciler.apply.objects import apply_object
+from reconciler.inbox.envelope import THIN_EVENT_OBJECT
 from reconciler.ledger.session import LedgerSession
-from reconciler.stripe_events import THIN_EVENT_OBJECT
 
 Payload = dict[str, Any]
 EventHandler = Callable[[ApplyContext, Payload], Awaitable[None]]

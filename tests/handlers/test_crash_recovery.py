@@ -11,8 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from tests import recording_applier
 from tests.processes import free_port, run_cli, serve
 from tests.webhook_events import PLATFORM_SECRET, body_of, sign, snapshot_event
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def inbox_status(database: Path, event_id: str) -> str | None:
@@ -34,7 +37,10 @@ def test_crash_after_the_inbox_commit_applies_the_event_once_on_restart(tmp_path
         # A Stripe address (never called: the recording applier makes no Stripe call) keeps
         # `serve` from starting the zero-config sandbox, which brings its own secrets.
         "STRIPE_API_BASE": "http://127.0.0.1:9",
-        "INBOX_APPLIER": f"record:{applied}",
+        "INBOX_APPLIER": recording_applier.SPEC,
+        recording_applier.FILE_VARIABLE: str(applied),
+        # The service runs in tmp_path: it finds the test seam on the path, from the checkout.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "LOG_LEVEL": "warning",
     }
     run_cli(["migrate"], env, tmp_path)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from handlers._runtime import app_runtime, set_runtime
 from handlers.app import create_app
 from reconciler.config import Settings
 from reconciler.errors import SchemaNotCurrent
@@ -19,15 +22,16 @@ def test_health_and_readiness_on_a_migrated_database(database_url: str) -> None:
 
 def test_readiness_fails_when_the_database_goes_away(database_url: str) -> None:
     with TestClient(create_app(Settings(database_url=database_url))) as client:
-        database = client.app.state.database  # type: ignore[attr-defined]
+        app: Starlette = client.app  # type: ignore[assignment]
+        runtime = app_runtime(app)
 
         class Broken:
             def read(self) -> object:
                 raise ConnectionRefusedError("database down")
 
-        client.app.state.database = Broken()  # type: ignore[attr-defined]
+        set_runtime(app, replace(runtime, database=Broken()))  # type: ignore[arg-type]
         ready = client.get("/readyz")
-        client.app.state.database = database  # type: ignore[attr-defined]
+        set_runtime(app, runtime)
     assert (ready.status_code, ready.json()["status"]) == (503, "unavailable")
 
 

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from handlers._runtime import app_runtime
 from handlers.app import create_app
 from reconciler.config import Secret, Settings
-from reconciler.inbox import InboxEvent
+from reconciler.inbox.events import InboxEvent
 from tests.webhook_events import PLATFORM_SECRET, body_of, sign, snapshot_event
 
 
@@ -56,9 +59,12 @@ def test_metrics_count_applied_events_per_app(database_url: str) -> None:
         applied.append(event.stripe_event_id)
 
     settings = Settings(database_url=database_url, webhook_secrets=(Secret(PLATFORM_SECRET),))
-    # Two apps in one process: each has its own registry, no "duplicated timeseries" error.
-    other = create_app(settings, applier=applier)
-    with TestClient(create_app(settings, applier=applier)) as client:
+    # Two apps running in one process: each has its own registry, no "duplicated timeseries"
+    # (the other applies nothing, so every application is this one's).
+    other = create_app(replace(settings, inbox_worker_enabled=False))
+    with TestClient(create_app(settings, applier=applier)) as client, TestClient(other):
+        running: Starlette = client.app  # type: ignore[assignment]
+        registries = (app_runtime(other).metrics.registry, app_runtime(running).metrics.registry)
         body = body_of(snapshot_event("evt_applied"))
         client.post(
             "/webhooks/stripe",
@@ -75,4 +81,4 @@ def test_metrics_count_applied_events_per_app(database_url: str) -> None:
     assert final[("reconciler_inbox_apply_duration_seconds_count", ())] == 1
     assert final[("reconciler_inbox_apply_failures_total", ())] == 0
     assert final[("reconciler_inbox_dead_events_total", ())] == 0
-    assert other.state.metrics.registry is not client.app.state.metrics.registry  # type: ignore[attr-defined]
+    assert registries[0] is not registries[1]

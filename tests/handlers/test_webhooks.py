@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,13 +14,14 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from handlers._runtime import app_runtime, set_runtime
 from handlers.app import create_app
 from handlers.webhooks import MAX_BODY_BYTES
 from reconciler.config import Secret, Settings
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
-from reconciler.inbox_writer import InboxWriter
-from reconciler.signature import compute_signature
+from reconciler.inbox.signature import compute_signature
+from reconciler.inbox.writer import InboxWriter
 from tests.webhook_events import (
     CONNECT_SECRET,
     PLATFORM_OLD_SECRET,
@@ -62,7 +64,7 @@ def post(
 
 
 def rows(client: TestClient) -> list[dict[str, Any]]:
-    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    database = app_runtime(client.app).database  # type: ignore[arg-type]
 
     async def fetch() -> list[dict[str, Any]]:
         async with database.read() as conn:
@@ -73,7 +75,7 @@ def rows(client: TestClient) -> list[dict[str, Any]]:
 
 
 def deliveries(client: TestClient, endpoint: str, outcome: str) -> float:
-    registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+    registry = app_runtime(client.app).metrics.registry  # type: ignore[arg-type]
     value = registry.get_sample_value(
         "reconciler_webhook_deliveries_total", {"endpoint": endpoint, "outcome": outcome}
     )
@@ -243,15 +245,15 @@ def test_webhook_thin_event_is_verified_and_stored(client: TestClient) -> None:
 def test_webhook_database_unavailable_is_503(client: TestClient) -> None:
     app: Starlette = client.app  # type: ignore[assignment]
     down = Database("postgresql+asyncpg://nobody@127.0.0.1:9/none")
-    healthy = app.state.inbox_writer
+    healthy = app_runtime(app)
     broken = InboxWriter(down)
     client.portal.call(broken.start)  # type: ignore[union-attr]
-    app.state.inbox_writer = broken
+    set_runtime(app, replace(healthy, inbox_writer=broken))
     try:
         body = body_of(snapshot_event("evt_unlucky"))
         status, answer = post(client, body, sign(body, PLATFORM_SECRET))
     finally:
-        app.state.inbox_writer = healthy
+        set_runtime(app, healthy)
         client.portal.call(broken.close)  # type: ignore[union-attr]
         client.portal.call(down.dispose)  # type: ignore[union-attr]
     assert (status, answer) == (503, {"error": "temporarily unavailable"})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -68,3 +69,16 @@ def test_the_sandbox_is_used_only_when_nothing_about_stripe_is_configured() -> N
         {"STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_y"},
     ):
         assert not Settings.from_environ(configured, env_file=None).uses_sandbox, configured
+
+
+def test_unset_variables_take_the_field_defaults_written_once() -> None:
+    assert Settings.from_environ({}, env_file=None) == Settings()
+
+    @dataclass(frozen=True)
+    class Retuned(Settings):
+        port: int = 9999
+        inbox_batch_size: int = 7
+
+    # from_environ reads its defaults from the fields: change one there, it changes here.
+    retuned = Retuned.from_environ({}, env_file=None)
+    assert (retuned.port, retuned.inbox_batch_size) == (9999, 7)

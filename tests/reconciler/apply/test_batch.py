@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from reconciler import inbox
 from reconciler.apply import EventApplier
 from reconciler.apply.batch import StripeMemo
 from reconciler.apply.context import ApplyContext
@@ -21,14 +20,15 @@ from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events, journal_entries, payments
 from reconciler.errors import IllegalTransition
 from reconciler.gateway import GatewayError, StripeNotFound
-from reconciler.inbox import NewEvent
+from reconciler.inbox import inserts
+from reconciler.inbox.events import InboxPolicy, NewEvent
+from reconciler.inbox.worker import InboxWorker
 from reconciler.ledger.payments import create_payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
-from reconciler.worker import InboxWorker
 from tests.factories import payable_merchant
 from tests.scenarios import FEE_PERCENT
-from tests.stripe_world import StripeWorld, stripe_world
+from tests.stripe_world import StoredEvent, StripeWorld, stripe_world
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def missing_charge_event() -> dict[str, Any]:
 async def store(db: Database, now: datetime, events: list[dict[str, Any]]) -> None:
     rows = [NewEvent(e["id"], "platform", e["type"], False, None, 1, json.dumps(e)) for e in events]
     async with db.write() as conn:
-        await inbox.store_events(conn, rows, now)
+        await inserts.insert_events(conn, rows, now)
 
 
 async def count(db: Database, table: Any) -> int:
@@ -77,8 +77,10 @@ async def test_one_event_that_fails_fails_alone_and_the_batch_is_applied_one_at_
     await world.pay(merchant_id, 10000, "pm_card_bypassPending")
     events = [json.loads(event.payload) for event in await world.events()]
     await store(db, now, [*events, missing_charge_event()])
-    applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
-    worker = InboxWorker(db, applier)
+    settings = Settings(platform_fee_percent=FEE_PERCENT)
+    applier = EventApplier(db, world.gateway, settings)
+    policy = InboxPolicy.from_settings(settings)
+    worker = InboxWorker(db, applier, policy=policy, batch_size=settings.inbox_batch_size)
 
     await worker.run_once(now)
 
@@ -99,18 +101,13 @@ async def test_a_failed_batch_leaves_nothing_behind(
         merchant_id = await payable_merchant(conn, now)
     await world.pay(merchant_id, 10000, "pm_card_bypassPending")
     events = [*await world.events()]
-    bad = type(events[0])(json.dumps(missing_charge_event()))
+    bad = StoredEvent(json.dumps(missing_charge_event()), id=len(events) + 1)
     applier = EventApplier(db, world.gateway, Settings(platform_fee_percent=FEE_PERCENT))
 
-    class AllRows:
-        async def take(self, tx: Any, given: Any) -> list[Any]:
-            return list(given)
-
-        async def finish(self, tx: Any, given: Any) -> None:
-            return None
-
+    prepared = await applier.prepare([*events, bad])
     with pytest.raises(StripeNotFound):
-        await applier.apply_batch([*events, bad], AllRows())
+        async with db.write() as conn:
+            await prepared.apply(conn, [*events, bad])
     assert await count(db, payments) == 0
     assert await count(db, journal_entries) == 0
 

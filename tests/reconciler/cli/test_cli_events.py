@@ -1,18 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from reconciler import inbox
 from reconciler.cli import main
+from reconciler.config import Settings
 from reconciler.db.engine import Database
-from reconciler.inbox import InboxPolicy, NewEvent
+from reconciler.inbox import claims, inserts
+from reconciler.inbox.events import InboxPolicy, NewEvent
 from reconciler.types import utcnow
 
-POLICY = InboxPolicy(max_attempts=1)
+POLICY = replace(InboxPolicy.from_settings(Settings()), max_attempts=1)
 
 
 async def failed_and_fresh_events(url: str) -> None:
@@ -20,7 +22,7 @@ async def failed_and_fresh_events(url: str) -> None:
     try:
         now = utcnow()
         async with db.write() as conn:
-            await inbox.store_events(
+            await inserts.insert_events(
                 conn,
                 [
                     NewEvent("evt_broken", "platform", "charge.refunded", False, None, 1, "{}"),
@@ -28,10 +30,10 @@ async def failed_and_fresh_events(url: str) -> None:
                 ],
                 now,
             )
-        [event] = await inbox.claim_due(db, now, limit=1, policy=POLICY)
+        [event] = await claims.claim_due(db, now, limit=1, policy=POLICY)
         async with db.write() as conn:
             error = "KeyError: 'charge'\n  with a second line"
-            await inbox.mark_failed(conn, event, error, now - timedelta(hours=1), POLICY)
+            await claims.mark_failed(conn, event, error, now - timedelta(hours=1), POLICY)
     finally:
         await db.dispose()
 

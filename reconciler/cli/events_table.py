@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.inbox import InboxSummary
+from reconciler.inbox.events import InboxSummary
 
 _ERROR_WIDTH = 60
 

@@ -1,6 +1,5 @@
 """The fresh-row path of the inbox: rows never tried go from received to done inside a batch's
-own transaction (peek_fresh, take_fresh, mark_applied); rows tried before are claimed one at a
-time (claim_due with tried_only)."""
+own transaction (peek_fresh, take_fresh, mark_applied)."""
 
 from __future__ import annotations
 
@@ -13,13 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from reconciler import inbox
 from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
-from reconciler.inbox import InboxEvent, InboxPolicy, NewEvent
-
-POLICY = InboxPolicy(max_attempts=3, backoff_base_seconds=10, backoff_cap_seconds=25)
+from reconciler.inbox import claims, inserts
+from reconciler.inbox import fresh as fresh_rows
+from reconciler.inbox.events import InboxEvent, NewEvent
+from tests.reconciler.inbox.rows import POLICY
 
 
 def new_event(stripe_id: str, *, ignored: str | None = None) -> NewEvent:
@@ -37,13 +36,13 @@ def new_event(stripe_id: str, *, ignored: str | None = None) -> NewEvent:
 
 async def store(db: Database, at: datetime, *ids: str) -> None:
     async with db.write() as conn:
-        await inbox.store_events(conn, [new_event(i) for i in ids], at)
+        await inserts.insert_events(conn, [new_event(i) for i in ids], at)
 
 
 async def put(db: Database, stripe_id: str, at: datetime, **state: Any) -> None:
     """A row in a given state (status, attempts, next_attempt_at...), stored as is."""
     async with db.write() as conn:
-        values = {**inbox.row_values(new_event(stripe_id), at), **state}
+        values = {**inserts.row_values(new_event(stripe_id), at), **state}
         await conn.execute(inbox_events.insert(), values)
 
 
@@ -59,7 +58,7 @@ async def states(db: Database) -> dict[str, tuple[str, int]]:
 
 async def peek(db: Database, now: datetime, limit: int = 100) -> list[InboxEvent]:
     async with db.read() as conn:
-        return await inbox.peek_fresh(conn, now, limit=limit)
+        return await fresh_rows.peek_fresh(conn, now, limit=limit)
 
 
 def names(events: list[InboxEvent]) -> list[str]:
@@ -85,7 +84,7 @@ async def test_peek_fresh_returns_received_rows_never_tried_oldest_first(
     )
     await put(db, "evt_done", now - 2 * minute, status="done", attempts=1)
     async with db.write() as conn:
-        await inbox.store_events(conn, [new_event("evt_ignored", ignored="live mode")], now)
+        await inserts.insert_events(conn, [new_event("evt_ignored", ignored="live mode")], now)
     before = await rows(db)
 
     fresh = await peek(db, now)
@@ -113,22 +112,22 @@ async def test_take_fresh_keeps_only_rows_still_fresh(db: Database, now: datetim
     fresh = await peek(db, now)
     assert names(fresh) == ["evt_1", "evt_2", "evt_3", "evt_4"]
     # Meanwhile a retry worker claims one, and another batch applies another.
-    [claimed] = await inbox.claim_due(db, now, limit=1, policy=POLICY)
+    [claimed] = await claims.claim_due(db, now, limit=1, policy=POLICY)
     assert claimed.stripe_event_id == "evt_1"
     async with db.write() as conn:
-        applied = await inbox.take_fresh(conn, [fresh[1]], now)
-        await inbox.mark_applied(conn, applied, now)
+        applied = await fresh_rows.take_fresh(conn, [fresh[1]], now)
+        await fresh_rows.mark_applied(conn, applied, now)
     assert names(applied) == ["evt_2"]
 
     # A row never tried but not received (ignored) is not fresh either.
     async with db.write() as conn:
-        await inbox.store_events(conn, [new_event("evt_ignored", ignored="live mode")], now)
+        await inserts.insert_events(conn, [new_event("evt_ignored", ignored="live mode")], now)
     ignored_id = (await rows(db))["evt_ignored"]["id"]
     ignored = dataclasses.replace(fresh[3], id=ignored_id, stripe_event_id="evt_ignored")
 
     async with db.write() as conn:
-        taken = await inbox.take_fresh(conn, [*fresh, ignored], now)
-        assert await inbox.take_fresh(conn, fresh, now - timedelta(seconds=1)) == []  # not due
+        taken = await fresh_rows.take_fresh(conn, [*fresh, ignored], now)
+        assert await fresh_rows.take_fresh(conn, fresh, now - timedelta(seconds=1)) == []  # not due
     assert taken == fresh[2:]
     assert await states(db) == {
         "evt_1": ("processing", 1),
@@ -152,7 +151,7 @@ async def test_take_fresh_skips_a_row_another_transaction_holds(
         await other.execute(held.with_for_update())
         async with db.write() as conn:
             # Skipped, not waited for: waiting would outlast the timeout (the lock is ours).
-            taken = await asyncio.wait_for(inbox.take_fresh(conn, fresh, now), timeout=5)
+            taken = await asyncio.wait_for(fresh_rows.take_fresh(conn, fresh, now), timeout=5)
     assert names(taken) == ["evt_1", "evt_3"]
 
 
@@ -166,10 +165,10 @@ async def test_take_fresh_holds_its_rows_until_the_transaction_ends(
     fresh = await peek(db, now)
     free = text("SELECT stripe_event_id FROM inbox_events ORDER BY id FOR UPDATE SKIP LOCKED")
     async with db.write() as conn:
-        taken = await inbox.take_fresh(conn, fresh[:2], now)
+        taken = await fresh_rows.take_fresh(conn, fresh[:2], now)
         async with db.engine.connect() as other, other.begin():
             assert list((await other.execute(free)).scalars()) == ["evt_3"]
-        await inbox.mark_applied(conn, taken, now)
+        await fresh_rows.mark_applied(conn, taken, now)
     async with db.engine.connect() as other, other.begin():
         assert list((await other.execute(free)).scalars()) == ["evt_1", "evt_2", "evt_3"]
 
@@ -178,9 +177,10 @@ async def test_mark_applied_makes_rows_done_at_their_first_try(db: Database, now
     await store(db, now, "evt_1", "evt_2")
     later = now + timedelta(seconds=42)
     async with db.write() as conn:
-        taken = await inbox.take_fresh(conn, (await inbox.peek_fresh(conn, now, limit=1)), now)
-        await inbox.mark_applied(conn, taken, later)
-        await inbox.mark_applied(conn, [], later)  # nothing to do, nothing done
+        peeked = await fresh_rows.peek_fresh(conn, now, limit=1)
+        taken = await fresh_rows.take_fresh(conn, peeked, now)
+        await fresh_rows.mark_applied(conn, taken, later)
+        await fresh_rows.mark_applied(conn, [], later)  # nothing to do, nothing done
     after = await rows(db)
     assert {
         name: after["evt_1"][name]
@@ -196,32 +196,5 @@ async def test_mark_applied_makes_rows_done_at_their_first_try(db: Database, now
     assert after["evt_2"]["processed_at"] is None
     # Done for good: neither path picks it up again.
     assert names(await peek(db, later)) == ["evt_2"]
-    claimed = await inbox.claim_due(db, later + timedelta(days=1), limit=10, policy=POLICY)
+    claimed = await claims.claim_due(db, later + timedelta(days=1), limit=10, policy=POLICY)
     assert names(claimed) == ["evt_2"]
-
-
-async def test_claim_due_tried_only_leaves_fresh_rows_and_claims_retries(
-    db: Database, now: datetime
-) -> None:
-    await store(db, now, "evt_failed", "evt_stuck")
-    failing, _ = await inbox.claim_due(db, now, limit=10, policy=POLICY)  # the second: lost
-    async with db.write() as conn:
-        await inbox.mark_failed(conn, failing, "boom", now, POLICY)  # retry in 10s
-    await store(db, now, "evt_fresh")
-    await put(db, "evt_released_after_a_try", now, attempts=1)
-    seconds = POLICY.backoff(1).total_seconds()
-
-    early = now + timedelta(seconds=seconds - 1)
-    assert names(await inbox.claim_due(db, early, limit=10, policy=POLICY, tried_only=True)) == [
-        "evt_released_after_a_try"
-    ]
-    retry = await inbox.claim_due(
-        db, now + timedelta(seconds=seconds), limit=10, policy=POLICY, tried_only=True
-    )
-    assert [(event.stripe_event_id, event.attempts) for event in retry] == [("evt_failed", 2)]
-    lease = now + timedelta(seconds=POLICY.lease_seconds)
-    lost = await inbox.claim_due(db, lease, limit=10, policy=POLICY, tried_only=True)
-    assert [(event.stripe_event_id, event.attempts) for event in lost] == [("evt_stuck", 2)]
-    assert (await states(db))["evt_fresh"] == ("received", 0)
-    # The fresh row was due all along: only tried_only kept it out.
-    assert names(await inbox.claim_due(db, lease, limit=10, policy=POLICY)) == ["evt_fresh"]

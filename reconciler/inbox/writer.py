@@ -1,7 +1,7 @@
 """Group commit for the webhook inbox.
 
-Each request hands its row to the writer and waits. One task takes every row waiting at that
-moment, stores them in a single commit (`inbox_store`: one round trip), and only then answers
+Each request submits its row to the writer and waits. One task takes every row waiting at
+that moment, commits them together (`group_commit`: one round trip), and only then answers
 each waiter. A commit costs about the same for one row as for a hundred, so under load the
 service pays one commit per batch instead of one per request, and the rows that arrive while
 one commit runs make the next batch; when idle a batch is a single row and nothing waits
@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 
 from reconciler.db.engine import Database
-from reconciler.inbox import NewEvent
-from reconciler.inbox_store import InboxStore, open_inbox_store
+from reconciler.inbox.events import NewEvent
+from reconciler.inbox.group_commit import GroupCommit, open_group_commit
 from reconciler.types import Clock, utcnow
 
 logger = logging.getLogger(__name__)
@@ -29,18 +29,21 @@ class WriterClosed(RuntimeError):
     """The writer is shutting down and takes no more rows."""
 
 
+MAX_BATCH = 500  # rows per commit, at most
+
+
 class InboxWriter:
-    """Stores rows in batches; `store` returns True if the row was new, after it committed."""
+    """Commits rows in batches; `submit` returns True if the row was new, once committed."""
 
     def __init__(
         self,
         database: Database,
         *,
-        max_batch: int = 500,
+        max_batch: int = MAX_BATCH,
         on_commit: Callable[[], None] | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        self._store: InboxStore = open_inbox_store(database)
+        self._group_commit: GroupCommit = open_group_commit(database)
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._clock = clock
@@ -52,7 +55,7 @@ class InboxWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
-    async def store(self, event: NewEvent) -> bool:
+    async def submit(self, event: NewEvent) -> bool:
         """Queue `event` and wait for the commit of its batch. Raises what the database raised
         (the caller answers 503, so Stripe delivers again)."""
         if self._closed or self._task is None:
@@ -71,7 +74,7 @@ class InboxWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        await self._store.close()
+        await self._group_commit.close()
 
     async def _run(self) -> None:
         while True:
@@ -90,10 +93,10 @@ class InboxWriter:
         for event, _ in batch:
             unique.setdefault(event.stripe_event_id, event)
         try:
-            new = await self._store.store(list(unique.values()), self._clock())
+            new = await self._group_commit.commit(list(unique.values()), self._clock())
         except Exception as error:  # every waiter must hear of it; the loop must go on
             logger.warning(
-                "inbox batch of %d rows not stored: %s", len(batch), type(error).__name__
+                "inbox batch of %d rows not committed: %s", len(batch), type(error).__name__
             )
             for _, future in batch:
                 if not future.done():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.config import Secret
-from reconciler.signature import SignatureError, compute_signature, verify_signature
+from reconciler.inbox.signature import SignatureError, compute_signature, verify_signature
 from tests.webhook_events import sign
 
 NOW = 1_790_000_000

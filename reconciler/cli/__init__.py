@@ -1,5 +1,6 @@
 """The `reconciler` command, and the composition root: the one module of `reconciler/` that
-wires the HTTP app, the scheduler and the sandbox together."""
+wires the HTTP app, the scheduler and the sandbox together. The resources themselves are
+built by `reconciler.runtime`, for every command alike."""
 
 from __future__ import annotations
 
@@ -11,18 +12,18 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from reconciler.cli.events_table import format_events
 from reconciler.config import ConfigError, Secret, Settings
-from reconciler.db.engine import Database
 from reconciler.db.schema import code_head, migrate, require_current_schema
 from reconciler.errors import ReconcilerError
-from reconciler.events_table import format_events
-from reconciler.gateway import StripeGateway
-from reconciler.inbox import STATUSES, list_events, replay
+from reconciler.inbox.events import STATUSES
+from reconciler.inbox.queries import list_events, replay
+from reconciler.runtime import open_database, open_gateway
+from reconciler.types import utcnow
 
 log = logging.getLogger("reconciler")
 SWITCH_INTERVAL_SECONDS = 0.0005
@@ -56,21 +57,15 @@ def _safe_url(url: str) -> str:
 
 
 async def _migrate(settings: Settings) -> str:
-    db = Database(settings.database_url)
-    try:
+    async with open_database(settings) as db:
         await migrate(db)
         await require_current_schema(db)
-    finally:
-        await db.dispose()
     return f"database {_safe_url(settings.database_url)} is at schema {code_head()}"
 
 
 async def _check_schema(settings: Settings) -> None:
-    db = Database(settings.database_url)
-    try:
+    async with open_database(settings) as db:
         await require_current_schema(db)
-    finally:
-        await db.dispose()
 
 
 class DatabaseUnavailable(ReconcilerError):
@@ -78,20 +73,18 @@ class DatabaseUnavailable(ReconcilerError):
 
 
 async def _events(settings: Settings, args: argparse.Namespace) -> str:
-    db = Database(settings.database_url)
     try:
-        await require_current_schema(db)
-        if args.events_command == "replay":
-            async with db.write() as conn:
-                row = await replay(conn, args.event, datetime.now(UTC))
-            return f"{row.stripe_event_id} ({row.event_type}) queued for replay"
-        async with db.read() as conn:
-            rows = await list_events(conn, status=args.status, limit=max(args.limit, 1))
-        return format_events(rows)
+        async with open_database(settings) as db:
+            await require_current_schema(db)
+            if args.events_command == "replay":
+                async with db.write() as conn:
+                    row = await replay(conn, args.event, utcnow())
+                return f"{row.stripe_event_id} ({row.event_type}) queued for replay"
+            async with db.read() as conn:
+                rows = await list_events(conn, status=args.status, limit=max(args.limit, 1))
+            return format_events(rows)
     except (SQLAlchemyError, OSError) as error:
         raise DatabaseUnavailable(f"database unavailable: {type(error).__name__}") from None
-    finally:
-        await db.dispose()
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -144,15 +137,12 @@ def _local_stripe(settings: Settings, service_url: str) -> Iterator[Settings]:
 
 
 async def _register_webhooks(settings: Settings, api_base: str, service_url: str) -> list[Secret]:
-    gateway = StripeGateway(settings.stripe_api_key, api_base)
-    try:
+    async with open_gateway(settings, api_base=api_base) as gateway:
         secrets = []
         for path, connect in (("/webhooks/stripe", False), ("/webhooks/stripe/connect", True)):
             endpoint = await gateway.create_webhook_endpoint(service_url + path, connect=connect)
             secrets.append(Secret(endpoint["secret"]))
         return secrets
-    finally:
-        await gateway.aclose()
 
 
 def _sandbox(host: str, port: int, seed: int | None) -> None:
@@ -178,7 +168,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reconciler: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,10 +6,11 @@ done after it returns: a crash in between means the event is applied again, whic
 nothing.
 
 An applier that can also apply a whole batch at once (`BatchApplier`, all or nothing) is given
-the events never tried yet, to apply in one transaction that also takes their rows and marks
-them done (`BatchRows`): received to done in one commit. If that batch fails, nothing of it is
-kept and its events are claimed and applied one at a time like any retry, so an event that
-cannot be applied fails alone and the others are not held back by it.
+the events never tried yet: it prepares them first (its Stripe reads, outside any transaction),
+then the worker opens one transaction that takes their rows (`fresh.take_fresh`), has the
+applier apply those, and marks them done: received to done in one commit. If that batch
+fails, nothing of it is kept and its events are claimed and applied one at a time like any
+retry, so an event that cannot be applied fails alone and the others are not held back by it.
 
 The loop wakes when the webhook commits a new row (`wake()`), and also polls, for rows other
 instances stored. Tests drive `run_once(now)` directly with a clock of their own.
@@ -25,51 +26,36 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from reconciler.db.engine import Database
-from reconciler.inbox import (
-    DEAD,
-    InboxEvent,
-    InboxPolicy,
-    claim_due,
-    mark_applied,
-    mark_done,
-    mark_failed,
-    peek_fresh,
-    release,
-    renew_lease,
-    take_fresh,
-)
+from reconciler.inbox.claims import claim_due, mark_done, mark_failed, release, renew_lease
+from reconciler.inbox.events import DEAD, InboxEvent, InboxPolicy
+from reconciler.inbox.fresh import mark_applied, peek_fresh, take_fresh
 from reconciler.metrics import Metrics
-from reconciler.types import Clock, Queryable, utcnow
+from reconciler.types import Clock, utcnow
 
 logger = logging.getLogger(__name__)
 
 Applier = Callable[[InboxEvent], Awaitable[None]]
 
 
-class BatchRows:
-    """What a batch applier does with the inbox rows inside its transaction: `take` the
-    events still fresh before applying (only those may be applied), `finish` them after."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    async def take(self, tx: Queryable, events: Sequence[InboxEvent]) -> list[InboxEvent]:
-        return await take_fresh(tx, events, self.now)
-
-    async def finish(self, tx: Queryable, events: Sequence[InboxEvent]) -> None:
-        await mark_applied(tx, events, self.now)
+class PreparedBatch(Protocol):
+    async def apply(self, conn: AsyncConnection, events: Sequence[InboxEvent]) -> None:
+        """Apply `events` (some or all of those prepared) inside the caller's transaction
+        `conn`. All or nothing: raising, the caller rolls back and nothing of it is kept."""
+        ...
 
 
 @runtime_checkable
 class BatchApplier(Protocol):
+    """An applier that can also apply many events in one transaction, the worker's."""
+
     async def __call__(self, event: InboxEvent) -> None: ...
 
-    async def apply_batch(
-        self, events: Sequence[InboxEvent], rows: BatchRows
-    ) -> Sequence[InboxEvent]:
-        """Apply the events `rows.take` gives, and finish them, in one transaction; return
-        them. All or nothing: raising, it changed nothing."""
+    async def prepare(self, events: Sequence[InboxEvent]) -> PreparedBatch:
+        """What applying `events` needs from outside the database (Stripe reads), done
+        before any transaction; each event is known by its row id (`event.id`)."""
         ...
 
 
@@ -92,15 +78,15 @@ class InboxWorker:
         database: Database,
         applier: Applier,
         *,
-        policy: InboxPolicy | None = None,
-        batch_size: int = 500,
+        policy: InboxPolicy,
+        batch_size: int,
         metrics: Metrics | None = None,
         clock: Clock = utcnow,
         poll_interval: float = POLL_INTERVAL_SECONDS,
     ) -> None:
         self._database = database
         self._applier = applier
-        self._policy = policy or InboxPolicy()
+        self._policy = policy
         self._batch_size = batch_size
         self._metrics = metrics
         self._clock = clock
@@ -163,18 +149,24 @@ class InboxWorker:
             return 0
         started = time.perf_counter()
         try:
-            applied = await self._applier.apply_batch(fresh, BatchRows(now))
+            prepared = await self._applier.prepare(fresh)
+            # The rows and the ledger change in one commit: received to done, or nothing.
+            async with self._database.write() as conn:
+                taken = await take_fresh(conn, fresh, now)
+                if taken:
+                    await prepared.apply(conn, taken)
+                    await mark_applied(conn, taken, now)
         except Exception as error:  # one of them cannot be applied: each is tried alone
             logger.info(
                 "batch of %d events to be applied one at a time: %s", len(fresh), describe(error)
             )
             return 0
-        if self._metrics is not None and applied:
-            each = (time.perf_counter() - started) / len(applied)
-            for _ in applied:
+        if self._metrics is not None and taken:
+            each = (time.perf_counter() - started) / len(taken)
+            for _ in taken:
                 self._metrics.apply_duration.observe(each)
-            self._metrics.applied.inc(len(applied))
-        return len(applied)
+            self._metrics.applied.inc(len(taken))
+        return len(taken)
 
     async def _apply(self, event: InboxEvent, now: datetime | None) -> bool:
         started = time.perf_counter()
@@ -188,7 +180,7 @@ class InboxWorker:
                 event.stripe_event_id,
                 event.event_type,
                 event.attempts,
-                status,
+                status or "another worker's (its lease ran out)",
                 type(error).__name__,
             )
             if self._metrics is not None:
@@ -202,13 +194,13 @@ class InboxWorker:
             self._metrics.applied.inc()
         return True
 
-    async def _fail(self, event: InboxEvent, error: str, now: datetime | None) -> str:
+    async def _fail(self, event: InboxEvent, error: str, now: datetime | None) -> str | None:
         async with self._database.write() as conn:
             return await mark_failed(conn, event, error, now or self._clock(), self._policy)
 
     async def _release(self, events: list[InboxEvent], now: datetime | None) -> None:
         async with self._database.write() as conn:
-            await release(conn, [event.id for event in events], now or self._clock())
+            await release(conn, events, now or self._clock())
 
     def start(self) -> None:
         if self._task is None:

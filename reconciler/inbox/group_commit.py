@@ -1,4 +1,5 @@
-"""The webhook's group commit, in one round trip to the database on a connection of its own.
+"""How the inbox writer commits a batch: one round trip to the database, on a connection of
+its own.
 
 Every request waits for the commit holding its event, so the commit's latency bounds how many
 deliveries the service takes per second. Through the shared engine a commit is half a dozen
@@ -10,8 +11,8 @@ behind every request the event loop has in hand. Here a batch is one step:
 - SQLite: `BEGIN IMMEDIATE; INSERT ... json_each(...) ... RETURNING; COMMIT` on a dedicated
   sqlite3 connection, run whole in a thread of its own, after taking the process's place in
   the queue for the write lock (`Database.writing`).
-The statement and its parameters are `db.bulk`'s, so rows are stored exactly as through
-SQLAlchemy. Any other database goes through the engine (`inbox.store_events`).
+The statement and its parameters are `db.bulk`'s, so rows are written exactly as through
+SQLAlchemy. Any other database goes through the engine (`inserts.insert_events`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ from reconciler.db.bulk import new_rows_parameters, new_rows_statement
 from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database, configure_sqlite_connection
 from reconciler.db.tables import inbox_events
-from reconciler.inbox import NewEvent, row_values, store_events
+from reconciler.inbox.events import NewEvent
+from reconciler.inbox.inserts import UNIQUE_COLUMN, insert_events, row_values
 
-_UNIQUE = "stripe_event_id"
 
+class GroupCommit(Protocol):
+    """How the writer commits a batch of new events."""
 
-class InboxStore(Protocol):
-    async def store(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
-        """Store the events not stored yet, committed; return the ids of those that were new."""
+    async def commit(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
+        """Insert the events not in the inbox yet, committed; return the ids of those new."""
         ...
 
     async def close(self) -> None: ...
@@ -48,25 +50,25 @@ def _statement(
 ) -> tuple[str, list[Any]]:
     rows = [row_values(event, now) for event in events]
     columns = [inbox_events.c[name] for name in rows[0]]
-    sql = new_rows_statement(inbox_events, columns, dialect, _UNIQUE, placeholder)
+    sql = new_rows_statement(inbox_events, columns, dialect, UNIQUE_COLUMN, placeholder)
     return sql, new_rows_parameters(columns, rows, dialect)
 
 
-class EngineStore:
+class EngineCommit:
     """Through the shared engine: any database, one transaction per batch."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def store(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
+    async def commit(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
         async with self._database.write() as conn:
-            return await store_events(conn, events, now)
+            return await insert_events(conn, events, now)
 
     async def close(self) -> None:
         return None
 
 
-class PostgresStore:
+class PostgresCommit:
     """A dedicated asyncpg connection, opened on first use and again after any error."""
 
     def __init__(self, database: Database) -> None:
@@ -74,7 +76,7 @@ class PostgresStore:
         self._dialect = database.dialect
         self._conn: asyncpg.Connection | None = None
 
-    async def store(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
+    async def commit(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
         if not events:
             return set()
         sql, parameters = _statement(self._dialect, events, now, lambda i: f"${i + 1}")
@@ -93,25 +95,25 @@ class PostgresStore:
             conn.terminate()
 
 
-class SqliteStore:
+class SqliteCommit:
     """A dedicated sqlite3 connection, used only from one thread of its own."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
         self._path = str(make_url(database.url).database)
         self._dialect = database.dialect
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-store")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-commit")
         self._conn: sqlite3.Connection | None = None
 
-    async def store(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
+    async def commit(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
         if not events:
             return set()
         sql, parameters = _statement(self._dialect, events, now, lambda i: "?")
         loop = asyncio.get_running_loop()
         async with self._database.writing():
-            return await loop.run_in_executor(self._thread, self._store, sql, parameters)
+            return await loop.run_in_executor(self._thread, self._commit, sql, parameters)
 
-    def _store(self, sql: str, parameters: list[Any]) -> set[str]:
+    def _commit(self, sql: str, parameters: list[Any]) -> set[str]:
         if self._conn is None:
             conn = sqlite3.connect(
                 self._path,
@@ -142,10 +144,10 @@ class SqliteStore:
             conn.close()
 
 
-def open_inbox_store(database: Database) -> InboxStore:
-    """The fastest store the database allows."""
+def open_group_commit(database: Database) -> GroupCommit:
+    """The fastest way to commit the database allows."""
     if is_postgres(database):
-        return PostgresStore(database)
-    if not is_postgres(database) and make_url(database.url).database not in (None, "", ":memory:"):
-        return SqliteStore(database)
-    return EngineStore(database)
+        return PostgresCommit(database)
+    if make_url(database.url).database not in (None, "", ":memory:"):
+        return SqliteCommit(database)
+    return EngineCommit(database)
