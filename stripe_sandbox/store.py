@@ -58,6 +58,10 @@ class Store:
     def count(self, kind: str) -> int:
         return len(self._order.get(kind, []))
 
+    def kinds(self) -> list[str]:
+        """Every kind of object stored so far (`payment_intent`, `event`, ...)."""
+        return list(self._order)
+
 
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
     "gt": lambda a, b: a > b,
