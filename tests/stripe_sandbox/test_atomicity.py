@@ -119,7 +119,7 @@ def sdk(call: Callable[[], object]) -> Error:
     try:
         call()
     except stripe.StripeError as exc:
-        body = exc.json_body or {}
+        body: dict[str, Any] = exc.json_body if isinstance(exc.json_body, dict) else {}
         return exc.http_status or 0, body.get("error", {})
     pytest.fail("the sandbox accepted the call")
 
