@@ -66,6 +66,7 @@ CREATE_PARAMS = {
     "type",
 }
 UPDATE_PARAMS = CREATE_PARAMS - {"controller", "country", "type"}
+BUSINESS_TYPES = ("company", "government_entity", "individual", "non_profit")
 BUSINESS_PROFILE_FIELDS = (
     "mcc",
     "name",
@@ -121,12 +122,18 @@ def create_account(sb: Sandbox, call: Call) -> Obj:
             param="country",
         )
     requested = _requested_capabilities(params) or ["transfers"]
+    business_profile = _business_profile(params)
+    business_type = _business_type(params)
+    default_currency = _default_currency(params) or COUNTRY_CURRENCY[country]
+    email = get_str(params, "email")
+    metadata = metadata_update({}, params)
+
     account_id = sb.ids.new("acct", 16)
     account: Obj = {
         "id": account_id,
         "object": "account",
-        "business_profile": _business_profile(params),
-        "business_type": get_str(params, "business_type"),
+        "business_profile": business_profile,
+        "business_type": business_type,
         "capabilities": {name: "inactive" for name in sorted(requested)},
         "charges_enabled": False,
         "controller": {
@@ -139,9 +146,9 @@ def create_account(sb: Sandbox, call: Call) -> Obj:
         },
         "country": country,
         "created": sb.clock.timestamp(),
-        "default_currency": get_str(params, "default_currency") or COUNTRY_CURRENCY[country],
+        "default_currency": default_currency,
         "details_submitted": False,
-        "email": get_str(params, "email"),
+        "email": email,
         "external_accounts": {
             "object": "list",
             "data": [],
@@ -150,7 +157,7 @@ def create_account(sb: Sandbox, call: Call) -> Obj:
             "url": f"/v1/accounts/{account_id}/external_accounts",
         },
         "future_requirements": _requirements([], []),
-        "metadata": metadata_update({}, params),
+        "metadata": metadata,
         "payouts_enabled": False,
         "requirements": _requirements(INITIAL_REQUIREMENTS),
         "settings": _settings(),
@@ -159,6 +166,25 @@ def create_account(sb: Sandbox, call: Call) -> Obj:
     }
     sb.store.add(account)
     return account
+
+
+def _business_type(params: Params) -> str | None:
+    value = get_str(params, "business_type") or None
+    if value is not None and value not in BUSINESS_TYPES:
+        raise invalid_request(
+            f"Invalid business_type: must be one of {', '.join(BUSINESS_TYPES)}",
+            param="business_type",
+        )
+    return value
+
+
+def _default_currency(params: Params) -> str | None:
+    value = get_str(params, "default_currency")
+    if value is None:
+        return None
+    if value.lower() not in set(COUNTRY_CURRENCY.values()):
+        raise invalid_request(f"Invalid currency: {value}.", param="default_currency")
+    return value.lower()
 
 
 def _requested_capabilities(params: Params) -> list[str]:
@@ -217,21 +243,27 @@ def update_account(sb: Sandbox, call: Call) -> Obj:
     params = call.params
     check_known(params, UPDATE_PARAMS)
     account = live_account(sb, call.path["id"])
-    before = copy.deepcopy(account)
-    account["metadata"] = metadata_update(account["metadata"], params)
+    changes: Obj = {"metadata": metadata_update(account["metadata"], params)}
     if "email" in params:
-        account["email"] = get_str(params, "email") or None
+        changes["email"] = get_str(params, "email") or None
     if "business_type" in params:
-        account["business_type"] = get_str(params, "business_type") or None
-    if "business_profile" in params:
-        given = get_dict(params, "business_profile")
-        for name in BUSINESS_PROFILE_FIELDS:
-            if name in given:
-                account["business_profile"][name] = get_str(given, name) or None
+        changes["business_type"] = _business_type(params)
+    if "default_currency" in params:
+        changes["default_currency"] = _default_currency(params) or account["default_currency"]
+    profile = dict(account["business_profile"])
+    given = get_dict(params, "business_profile")
+    for name in BUSINESS_PROFILE_FIELDS:
+        if name in given:
+            profile[name] = get_str(given, name) or None
+    changes["business_profile"] = profile
+    capabilities = dict(account["capabilities"])
+    ready = account["details_submitted"] and not account["requirements"]["past_due"]
     for name in _requested_capabilities(params):
-        if name not in account["capabilities"]:
-            ready = account["details_submitted"] and not account["requirements"]["past_due"]
-            account["capabilities"][name] = "active" if ready else "inactive"
+        capabilities.setdefault(name, "active" if ready else "inactive")
+    changes["capabilities"] = capabilities
+
+    before = copy.deepcopy(account)
+    account.update(changes)
     announce(sb, account, before)
     return account
 
@@ -290,9 +322,9 @@ def delete_account(sb: Sandbox, call: Call) -> Obj:
 
 
 ROUTES = [
-    ("POST", "/v1/accounts", create_account),
-    ("GET", "/v1/accounts", list_accounts),
-    ("GET", "/v1/accounts/{id}", retrieve_account),
-    ("POST", "/v1/accounts/{id}", update_account),
-    ("DELETE", "/v1/accounts/{id}", delete_account),
+    ("POST", "/v1/accounts", create_account, "account"),
+    ("GET", "/v1/accounts", list_accounts, "list:account"),
+    ("GET", "/v1/accounts/{id}", retrieve_account, "account"),
+    ("POST", "/v1/accounts/{id}", update_account, "account"),
+    ("DELETE", "/v1/accounts/{id}", delete_account, "deleted"),
 ]

@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .errors import StripeError, api_error, authentication, invalid_request, rate_limited
+from .expandable import check_expand
 from .faults import Fault
-from .forms import Params, decode, fingerprint
+from .forms import Params, decode, fingerprint, get_list
 from .idempotency import UNSAVED_CODES
 from .settings import API_VERSION
 from .state import RequestContext, Sandbox
@@ -79,8 +80,10 @@ def _respond(status: int, payload: bytes, headers: dict[str, str]) -> Response:
     return Response(payload, status_code=status, headers=headers, media_type="application/json")
 
 
-def api_endpoint(sb: Sandbox, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap `handler` in Stripe's request semantics."""
+def api_endpoint(
+    sb: Sandbox, handler: Handler, kind: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap `handler`, which answers with a `kind` object, in Stripe's request semantics."""
 
     async def endpoint(request: Request) -> Response:
         request_id = sb.ids.new("req", 14)
@@ -117,7 +120,7 @@ def api_endpoint(sb: Sandbox, handler: Handler) -> Callable[[Request], Awaitable
                 params, dict(request.path_params), method, str(request.base_url), api_key, account
             )
             try:
-                status, payload = await _run(sb, handler, call, request_id, key)
+                status, payload = await _run(sb, handler, kind, call, request_id, key)
             except StripeError as exc:
                 status, payload = exc.status, json_bytes(exc.body(request_id))
                 headers.update(exc.headers)
@@ -142,8 +145,10 @@ def api_endpoint(sb: Sandbox, handler: Handler) -> Callable[[Request], Awaitable
 
 
 async def _run(
-    sb: Sandbox, handler: Handler, call: Call, request_id: str, key: str | None
+    sb: Sandbox, handler: Handler, kind: str, call: Call, request_id: str, key: str | None
 ) -> tuple[int, bytes]:
+    # A bad `expand[]` is refused before the handler runs, never after it changed things.
+    check_expand(kind, get_list(call.params, "expand"))
     async with sb.lock:
         sb.request = RequestContext(request_id, key)
         try:

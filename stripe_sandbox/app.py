@@ -54,8 +54,8 @@ def create_app(
     sb = Sandbox(seed=seed, clock=clock, settings=settings)
     sb.tick_hooks.append(refunds.process_queue)
     routes = [
-        Route(path, api_endpoint(sb, handler), methods=[method])
-        for method, path, handler in RESOURCE_ROUTES
+        Route(path, api_endpoint(sb, handler, kind), methods=[method])
+        for method, path, handler, kind in RESOURCE_ROUTES
     ]
     routes.append(Route("/v1/{rest:path}", _unknown, methods=["GET", "POST", "DELETE"]))
     routes.extend(control.routes(sb))

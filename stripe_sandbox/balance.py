@@ -54,7 +54,7 @@ def retrieve_transaction(sb: Sandbox, call: Call) -> Obj:
 
 
 ROUTES = [
-    ("GET", "/v1/balance", retrieve_balance),
-    ("GET", "/v1/balance_transactions", list_transactions),
-    ("GET", "/v1/balance_transactions/{id}", retrieve_transaction),
+    ("GET", "/v1/balance", retrieve_balance, "balance"),
+    ("GET", "/v1/balance_transactions", list_transactions, "list:balance_transaction"),
+    ("GET", "/v1/balance_transactions/{id}", retrieve_transaction, "balance_transaction"),
 ]

@@ -19,14 +19,19 @@ TEST_CARDS: dict[str, Card] = {
 }
 
 
-def resolve(sb: Sandbox, payment_method: str, param: str = "payment_method") -> tuple[str, Card]:
-    """Turn a test token into a concrete `pm_...` id, as Stripe does on confirmation."""
-    card = sb.private.payment_method_cards.get(payment_method)
-    if card is not None:
-        return payment_method, card
-    card = TEST_CARDS.get(payment_method)
+def lookup(sb: Sandbox, payment_method: str, param: str = "payment_method") -> Card:
+    """The card behind a `pm_...` id or test token, changing nothing (for validation)."""
+    card = sb.private.payment_method_cards.get(payment_method) or TEST_CARDS.get(payment_method)
     if card is None:
         raise missing("PaymentMethod", payment_method, param=param)
+    return card
+
+
+def resolve(sb: Sandbox, payment_method: str, param: str = "payment_method") -> tuple[str, Card]:
+    """Turn a test token into a concrete `pm_...` id, as Stripe does on confirmation."""
+    card = lookup(sb, payment_method, param)
+    if payment_method in sb.private.payment_method_cards:
+        return payment_method, card
     pm_id = sb.ids.new("pm")
     sb.private.payment_method_cards[pm_id] = card
     return pm_id, card

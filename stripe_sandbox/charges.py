@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .cards import empty_billing_details, method_details
-from .forms import check_known, get_str, metadata_update
+from .errors import invalid_request, missing
+from .forms import check_known, get_dict, get_str, metadata_update
 from .state import Card, Sandbox
 from .store import paginate
 
@@ -134,23 +135,39 @@ def update_charge(sb: Sandbox, call: Call) -> Obj:
         },
     )
     charge = sb.store.get("charge", call.path["id"])
-    previous: Obj = {}
+    customer = get_str(params, "customer")
+    if customer:
+        raise missing("customer", customer, param="customer")
+    if "shipping" in params:
+        raise invalid_request("The sandbox does not support `shipping`.", param="shipping")
+    changes: Obj = {}
     metadata = metadata_update(charge["metadata"], params)
     if metadata != charge["metadata"]:
-        previous["metadata"] = charge["metadata"]
-        charge["metadata"] = metadata
+        changes["metadata"] = metadata
     for name in ("description", "receipt_email", "transfer_group"):
         value = get_str(params, name)
-        if value is not None and value != charge[name]:
-            previous[name] = charge[name]
-            charge[name] = value or None
-    if previous:
+        if value is not None and (value or None) != charge[name]:
+            changes[name] = value or None
+    if "fraud_details" in params:
+        report = get_str(get_dict(params, "fraud_details"), "user_report")
+        if report not in (None, "", "fraudulent", "safe"):
+            raise invalid_request(
+                "Invalid user_report: must be one of fraudulent or safe",
+                param="fraud_details[user_report]",
+            )
+        fraud_details = {"user_report": report} if report else {}
+        if fraud_details != charge["fraud_details"]:
+            changes["fraud_details"] = fraud_details
+
+    if changes:
+        previous = {name: charge[name] for name in changes}
+        charge.update(changes)
         sb.emit("charge.updated", charge, previous=previous)
     return charge
 
 
 ROUTES = [
-    ("GET", "/v1/charges", list_charges),
-    ("GET", "/v1/charges/{id}", retrieve_charge),
-    ("POST", "/v1/charges/{id}", update_charge),
+    ("GET", "/v1/charges", list_charges, "list:charge"),
+    ("GET", "/v1/charges/{id}", retrieve_charge, "charge"),
+    ("POST", "/v1/charges/{id}", update_charge, "charge"),
 ]

@@ -7,6 +7,7 @@ only ever listens locally. See docs/sandbox.md for each route with an example.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from starlette.routing import Route
 
 from . import money
 from .accounts import announce, complete_onboarding, live_account, set_requirements
-from .errors import StripeError, invalid_request
+from .errors import StripeError, invalid_request, unknown_parameter
+from .faults import FIELDS as FAULT_TARGETS
 from .faults import FaultSpecError
 from .refunds import refund_charge
 from .state import Sandbox
@@ -39,13 +41,40 @@ async def _body(request: Request) -> Obj:
     return body
 
 
-def _as_params(body: Obj) -> Obj:
+def _as_params(body: Obj, allowed: set[str]) -> Obj:
     """Control bodies are JSON; the shared resource code expects Stripe's string params."""
-    return {
-        k: (str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
-        for k, v in body.items()
-        if v is not None
-    }
+    _only(body, allowed)
+    return {k: _form_value(v) for k, v in body.items() if v is not None}
+
+
+def _form_value(value: Any) -> Any:
+    # As a form would carry them, so `true` is no amount and `5.5` no integer.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _only(body: Obj, allowed: set[str]) -> None:
+    """Refuse keys a route does not take, as the API does, rather than ignore them."""
+    for name in body:
+        if name not in allowed:
+            raise unknown_parameter(name)
+
+
+def _seconds(body: Obj, name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    ):
+        raise invalid_request(f"`{name}` must be a non-negative number.", param=name)
+    return float(value)
 
 
 def _route(sb: Sandbox, path: str, method: str, action: Action) -> Route:
@@ -56,7 +85,7 @@ def _route(sb: Sandbox, path: str, method: str, action: Action) -> Route:
         except StripeError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         except FaultSpecError as exc:
-            return JSONResponse(invalid_request(str(exc)).body(), status_code=400)
+            return JSONResponse(invalid_request(str(exc), param=exc.param).body(), status_code=400)
 
     return Route(path, endpoint, methods=[method])
 
@@ -80,34 +109,35 @@ async def state(sb: Sandbox, request: Request, body: Obj) -> Obj:
 
 
 async def advance_clock(sb: Sandbox, request: Request, body: Obj) -> Obj:
-    seconds, to = body.get("seconds"), body.get("to")
+    _only(body, {"seconds", "to"})
+    seconds, to = _seconds(body, "seconds"), _seconds(body, "to")
     if (seconds is None) == (to is None):
-        raise invalid_request("Give exactly one of `seconds` or `to`.")
+        raise invalid_request("Give exactly one of `seconds` or `to`.", param="seconds")
     async with sb.lock:
-        try:
-            if seconds is not None:
-                sb.clock.advance(float(seconds))
-            else:
-                sb.clock.advance_to(float(str(to)))
-        except (TypeError, ValueError) as exc:
-            raise invalid_request(str(exc)) from exc
+        if seconds is not None:
+            sb.clock.advance(seconds)
+        elif to is not None:
+            sb.clock.advance_to(to)
         sb.tick()
         return _summary(sb)
 
 
 async def dashboard_refund(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    params = _as_params(body, {"amount", "charge", "metadata", "payment_intent", "reason"})
     async with sb.lock:
         sb.tick()
-        return refund_charge(sb, _as_params(body))
+        return refund_charge(sb, params)
 
 
 async def dashboard_reversal(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    params = _as_params(body, {"amount", "description", "metadata"})
     async with sb.lock:
         sb.tick()
-        return reverse_transfer(sb, request.path_params["id"], _as_params(body))
+        return reverse_transfer(sb, request.path_params["id"], params)
 
 
 async def finish_onboarding(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, set())
     async with sb.lock:
         sb.tick()
         account = live_account(sb, request.path_params["id"])
@@ -116,28 +146,34 @@ async def finish_onboarding(sb: Sandbox, request: Request, body: Obj) -> Obj:
 
 
 async def requirements(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, {"currently_due", "past_due", "disabled_reason"})
     currently_due = body.get("currently_due", [])
     past_due = body.get("past_due")
     for name, value in (("currently_due", currently_due), ("past_due", past_due)):
         if value is not None and not (
             isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
-            raise invalid_request(f"`{name}` must be a list of strings.")
+            raise invalid_request(f"`{name}` must be a list of strings.", param=name)
+    disabled_reason = body.get("disabled_reason")
+    if disabled_reason is not None and not isinstance(disabled_reason, str):
+        raise invalid_request("`disabled_reason` must be a string.", param="disabled_reason")
     async with sb.lock:
         sb.tick()
         account = live_account(sb, request.path_params["id"])
         before = json.loads(json.dumps(account))
-        set_requirements(sb, account, currently_due, past_due, body.get("disabled_reason"))
+        set_requirements(sb, account, currently_due, past_due, disabled_reason)
         announce(sb, account, before)
         return account
 
 
 async def flush(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, {"all"})
+    everything = body.get("all", False)
+    if not isinstance(everything, bool):
+        raise invalid_request("`all` must be true or false.", param="all")
     async with sb.lock:
         sb.tick()
-    attempted = await sb.deliveries.deliver_due(
-        everything=bool(body.get("all", False)), release_held=True
-    )
+    attempted = await sb.deliveries.deliver_due(everything=everything, release_held=True)
     pending = [d for d in sb.deliveries.items if d.status == "pending"]
     return {"attempted": attempted, "pending": len(pending)}
 
@@ -147,8 +183,13 @@ async def deliveries(sb: Sandbox, request: Request, body: Obj) -> Obj:
 
 
 async def arm_fault(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    target = request.path_params["target"]
+    if target not in FAULT_TARGETS:
+        raise invalid_request(
+            f"No fault target {target!r}: use deliveries or api.", param="target", status=404
+        )
     async with sb.lock:
-        return sb.faults.arm(request.path_params["target"], body).as_dict()
+        return sb.faults.arm(target, body).as_dict()
 
 
 async def list_faults(sb: Sandbox, request: Request, body: Obj) -> Obj:

@@ -102,6 +102,6 @@ def retrieve_event(sb: Sandbox, call: Call) -> Obj:
 
 
 ROUTES = [
-    ("GET", "/v1/events", list_events),
-    ("GET", "/v1/events/{id}", retrieve_event),
+    ("GET", "/v1/events", list_events, "list:event"),
+    ("GET", "/v1/events/{id}", retrieve_event, "event"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,8 +13,40 @@ DELIVERY_KINDS = ("drop", "duplicate", "reorder", "delay")
 API_KINDS = ("rate_limit", "server_error", "hang")
 
 
+COMMON_FIELDS = frozenset({"kind", "count", "probability", "seconds"})
+FIELDS = {
+    "deliveries": COMMON_FIELDS | {"copies", "redeliver", "endpoint", "event_type"},
+    "api": COMMON_FIELDS | {"path", "method", "execute"},
+}
+METHODS = ("GET", "POST", "DELETE")
+
+
 class FaultSpecError(ValueError):
     """A fault asked for through the control surface makes no sense."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(spec: dict[str, Any]) -> None:
+    for name in ("path", "method", "endpoint", "event_type"):
+        if spec.get(name) is not None and not isinstance(spec[name], str):
+            raise FaultSpecError(f"{name} must be a string", name)
+    for name in ("execute", "redeliver"):
+        if spec.get(name) is not None and not isinstance(spec[name], bool):
+            raise FaultSpecError(f"{name} must be true or false", name)
+    method = spec.get("method")
+    if method is not None and method.upper() not in METHODS:
+        raise FaultSpecError(f"method must be one of {', '.join(METHODS)}", "method")
 
 
 @dataclass
@@ -55,32 +88,35 @@ class Faults:
         self.api: list[Fault] = []
 
     def arm(self, target: str, spec: dict[str, Any]) -> Fault:
+        """Check `spec` completely, then arm it (`target`: "deliveries" or "api")."""
+        for name in spec:
+            if name not in FIELDS[target]:
+                raise FaultSpecError(f"Received unknown parameter: {name}", name)
         kinds = DELIVERY_KINDS if target == "deliveries" else API_KINDS
         kind = spec.get("kind")
         if kind not in kinds:
-            raise FaultSpecError(f"kind must be one of {', '.join(kinds)}")
+            raise FaultSpecError(f"kind must be one of {', '.join(kinds)}", "kind")
         count = spec.get("count")
         probability = spec.get("probability")
         if (count is None) == (probability is None):
-            raise FaultSpecError("give exactly one of count or probability")
-        if count is not None and (not isinstance(count, int) or count < 1):
-            raise FaultSpecError("count must be a positive integer")
-        if probability is not None and not (
-            isinstance(probability, int | float) and 0 < probability <= 1
-        ):
-            raise FaultSpecError("probability must be in (0, 1]")
+            raise FaultSpecError("give exactly one of count or probability", "count")
+        if count is not None and (not _whole(count) or count < 1):
+            raise FaultSpecError("count must be a positive integer", "count")
+        if probability is not None and not (_number(probability) and 0 < probability <= 1):
+            raise FaultSpecError("probability must be in (0, 1]", "probability")
         seconds = spec.get("seconds")
-        if seconds is not None and not (isinstance(seconds, int | float) and seconds >= 0):
-            raise FaultSpecError("seconds must be a non-negative number")
+        if seconds is not None and not (_number(seconds) and seconds >= 0):
+            raise FaultSpecError("seconds must be a non-negative number", "seconds")
         if kind == "delay" and seconds is None:
-            raise FaultSpecError("a delay needs seconds")
+            raise FaultSpecError("a delay needs seconds", "seconds")
         copies = spec.get("copies")
-        if copies is not None and (
-            kind != "duplicate" or not isinstance(copies, int) or copies < 2
-        ):
-            raise FaultSpecError("copies goes with duplicate and is a whole number of at least 2")
+        if copies is not None and (kind != "duplicate" or not _whole(copies) or copies < 2):
+            raise FaultSpecError(
+                "copies goes with duplicate and is a whole number of at least 2", "copies"
+            )
         if spec.get("redeliver") and kind != "drop":
-            raise FaultSpecError("redeliver goes with drop")
+            raise FaultSpecError("redeliver goes with drop", "redeliver")
+        _check_types(spec)
         fault = Fault(
             id=self._ids.new("fault", 12),
             kind=str(kind),

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .accounts import complete_onboarding, live_account
-from .errors import invalid_request
+from .errors import StripeError, invalid_request
 from .forms import check_known, decode, require_str
 from .state import Sandbox
 
@@ -30,7 +30,7 @@ def create_link(sb: Sandbox, call: Call) -> Obj:
         params,
         {"account", "collect", "collection_options", "refresh_url", "return_url", "type"},
     )
-    account = live_account(sb, require_str(params, "account"), param="account")
+    account_id = require_str(params, "account")
     link_type = require_str(params, "type")
     if link_type not in LINK_TYPES:
         raise invalid_request(f"Invalid type: must be one of {', '.join(LINK_TYPES)}", param="type")
@@ -39,6 +39,7 @@ def create_link(sb: Sandbox, call: Call) -> Obj:
     for name, url in (("refresh_url", refresh_url), ("return_url", return_url)):
         if not url.startswith(("http://", "https://")):
             raise invalid_request("Not a valid URL", param=name)
+    account = live_account(sb, account_id, param="account")
     created = sb.clock.timestamp()
     token = sb.ids.token(32)
     link = {
@@ -64,6 +65,10 @@ def onboarding_endpoint(sb: Sandbox) -> Any:
 
     async def endpoint(request: Request) -> Response:
         body = (await request.body()).decode() if request.method == "POST" else ""
+        try:
+            form = decode(body)
+        except StripeError:
+            return HTMLResponse("<h1>This form could not be read.</h1>", status_code=400)
         async with sb.lock:
             sb.tick()
             link = sb.private.account_links.get(request.path_params["token"])
@@ -93,7 +98,6 @@ def onboarding_endpoint(sb: Sandbox) -> Any:
                 return HTMLResponse(page)
             if expired and not link["visited"]:
                 return RedirectResponse(link["refresh_url"], status_code=303)
-            form = decode(body)
             name = form.get("business_name")
             if isinstance(name, str) and name.strip():
                 account["business_profile"]["name"] = name.strip()
@@ -104,4 +108,4 @@ def onboarding_endpoint(sb: Sandbox) -> Any:
     return endpoint
 
 
-ROUTES = [("POST", "/v1/account_links", create_link)]
+ROUTES = [("POST", "/v1/account_links", create_link, "account_link")]

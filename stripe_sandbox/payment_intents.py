@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import TYPE_CHECKING, Any
 
 from . import money
-from .cards import payment_method_object, resolve
+from .cards import lookup, payment_method_object, resolve
 from .charges import DECLINE_MESSAGES, new_charge
 from .errors import StripeError, invalid_request, missing
 from .forms import (
@@ -95,7 +96,30 @@ CONFIRM_PARAMS = {
     "shipping",
     "use_stripe_sdk",
 }
+UPDATE_PARAMS = {
+    "amount",
+    "currency",
+    "description",
+    "metadata",
+    "payment_method",
+    "receipt_email",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_group",
+}
 UNSUPPORTED = ("application_fee_amount", "transfer_data", "on_behalf_of", "confirmation_token")
+STRING_FIELDS = (
+    "description",
+    "receipt_email",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_group",
+)
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+CONFIRMATION_METHODS = ("automatic", "manual")
+SETUP_FUTURE_USAGES = ("off_session", "on_session")
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 REDIRECT_MESSAGE = (
     "This PaymentIntent is configured to accept payment methods enabled in your Dashboard, "
@@ -113,15 +137,8 @@ def _currency(params: Params) -> str:
     return currency
 
 
-def create_intent(sb: Sandbox, call: Call) -> Obj:
-    params = call.params
-    check_known(params, CREATE_PARAMS)
-    for name in UNSUPPORTED:
-        if name in params:
-            raise invalid_request(f"The sandbox does not support `{name}`.", param=name)
-    amount = get_int(params, "amount", required=True)
-    assert amount is not None
-    currency = _currency(params)
+def _check_amount(amount: int, currency: str) -> None:
+    """Stripe's charge limits: the currency's minimum, and no more than $999,999.99."""
     minimum = MINIMUMS.get(currency, 1)
     if amount < minimum:
         raise invalid_request(
@@ -133,11 +150,65 @@ def create_intent(sb: Sandbox, call: Call) -> Obj:
         raise invalid_request(
             "Amount must be no more than $999,999.99", param="amount", code="amount_too_large"
         )
-    capture_method = get_str(params, "capture_method") or "automatic_async"
+
+
+def _choice(params: Params, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = get_str(params, name)
+    if value is not None and value not in allowed:
+        raise invalid_request(f"Invalid {name}: must be one of {', '.join(allowed)}", param=name)
+    return value
+
+
+def _capture_method(params: Params) -> str:
+    capture_method = _choice(params, "capture_method", CAPTURE_METHODS) or "automatic_async"
     if capture_method == "manual":
         raise invalid_request(
             "The sandbox does not support capture_method=manual.", param="capture_method"
         )
+    return capture_method
+
+
+def _return_url(params: Params) -> str | None:
+    # Any scheme: apps pass their own (`myapp://done`) to come back after a redirect.
+    url = get_str(params, "return_url") or None
+    if url is not None and not _URL.match(url):
+        raise invalid_request("Not a valid URL", param="return_url")
+    return url
+
+
+def _check_redirect(automatic: Obj | None, return_url: str | None) -> None:
+    redirects = bool(automatic and automatic["enabled"] and automatic["allow_redirects"] != "never")
+    if redirects and not return_url:
+        raise invalid_request(REDIRECT_MESSAGE)
+
+
+def _missing_payment_method(intent: Obj | None) -> StripeError:
+    return StripeError(
+        400,
+        "invalid_request_error",
+        "You cannot confirm this PaymentIntent because it's missing a payment method. To "
+        "confirm the PaymentIntent with cus_XXX, specify a payment method attached to this "
+        "customer along with the customer ID.",
+        code="payment_intent_unexpected_state",
+        param="payment_method",
+        extra={} if intent is None else {"payment_intent": copy.deepcopy(intent)},
+    )
+
+
+def create_intent(sb: Sandbox, call: Call) -> Obj:
+    params = call.params
+    # Everything is checked before the first id is drawn: a refused call leaves no trace.
+    check_known(params, CREATE_PARAMS)
+    for name in UNSUPPORTED:
+        if name in params:
+            raise invalid_request(f"The sandbox does not support `{name}`.", param=name)
+    amount = get_int(params, "amount", required=True)
+    assert amount is not None
+    currency = _currency(params)
+    _check_amount(amount, currency)
+    capture_method = _capture_method(params)
+    confirmation_method = _choice(params, "confirmation_method", CONFIRMATION_METHODS)
+    setup_future_usage = _choice(params, "setup_future_usage", SETUP_FUTURE_USAGES)
     customer = get_str(params, "customer")
     if customer:
         raise missing("customer", customer, param="customer")
@@ -152,9 +223,26 @@ def create_intent(sb: Sandbox, call: Call) -> Obj:
     automatic_obj = None
     if not types:
         automatic_obj = {
-            "allow_redirects": get_str(automatic, "allow_redirects") or "always",
+            "allow_redirects": _choice(automatic, "allow_redirects", ("always", "never"))
+            or "always",
             "enabled": get_bool(automatic, "enabled", True),
         }
+    strings = {name: get_str(params, name) for name in STRING_FIELDS}
+    metadata = metadata_update({}, params)
+    confirm = get_bool(params, "confirm")
+    return_url = _return_url(params)
+    if return_url and not confirm:
+        raise invalid_request(
+            "You can only provide `return_url` when `confirm` is true.", param="return_url"
+        )
+    payment_method = get_str(params, "payment_method") or None
+    if payment_method is not None:
+        lookup(sb, payment_method)
+    if confirm:
+        if payment_method is None:
+            raise _missing_payment_method(None)
+        _check_redirect(automatic_obj, return_url)
+
     intent_id = sb.ids.new("pi")
     intent: Obj = {
         "id": intent_id,
@@ -170,15 +258,15 @@ def create_intent(sb: Sandbox, call: Call) -> Obj:
         "cancellation_reason": None,
         "capture_method": capture_method,
         "client_secret": f"{intent_id}_secret_{sb.ids.token(25)}",
-        "confirmation_method": get_str(params, "confirmation_method") or "automatic",
+        "confirmation_method": confirmation_method or "automatic",
         "created": sb.clock.timestamp(),
         "currency": currency,
         "customer": None,
-        "description": get_str(params, "description"),
+        "description": strings["description"],
         "last_payment_error": None,
         "latest_charge": None,
         "livemode": False,
-        "metadata": metadata_update({}, params),
+        "metadata": metadata,
         "next_action": None,
         "on_behalf_of": None,
         "payment_method": None,
@@ -193,39 +281,52 @@ def create_intent(sb: Sandbox, call: Call) -> Obj:
         },
         "payment_method_types": types or ["card"],
         "processing": None,
-        "receipt_email": get_str(params, "receipt_email"),
+        "receipt_email": strings["receipt_email"],
         "review": None,
-        "setup_future_usage": get_str(params, "setup_future_usage"),
+        "setup_future_usage": setup_future_usage,
         "shipping": None,
         "source": None,
-        "statement_descriptor": get_str(params, "statement_descriptor"),
-        "statement_descriptor_suffix": get_str(params, "statement_descriptor_suffix"),
+        "statement_descriptor": strings["statement_descriptor"],
+        "statement_descriptor_suffix": strings["statement_descriptor_suffix"],
         "status": "requires_payment_method",
         "transfer_data": None,
-        "transfer_group": get_str(params, "transfer_group"),
+        "transfer_group": strings["transfer_group"],
     }
-    payment_method = get_str(params, "payment_method")
-    if payment_method:
+    if payment_method is not None:
         intent["payment_method"], _ = resolve(sb, payment_method)
         intent["status"] = "requires_confirmation"
-    sb.private.return_urls[intent_id] = get_str(params, "return_url") or ""
+    sb.private.return_urls[intent_id] = return_url or ""
     sb.store.add(intent)
     sb.emit("payment_intent.created", intent)
-    if get_bool(params, "confirm"):
-        return _confirm(sb, intent, params)
-    if get_str(params, "return_url"):
-        raise invalid_request(
-            "You can only provide `return_url` when `confirm` is true.", param="return_url"
-        )
+    if confirm:
+        return _confirm(sb, intent, None)
     return intent
 
 
 def confirm_intent(sb: Sandbox, call: Call) -> Obj:
-    check_known(call.params, CONFIRM_PARAMS)
+    params = call.params
+    check_known(params, CONFIRM_PARAMS)
+    if "confirmation_token" in params:
+        raise invalid_request(
+            "The sandbox does not support `confirmation_token`.", param="confirmation_token"
+        )
+    _capture_method(params)
     intent = sb.store.get("payment_intent", call.path["id"])
-    if get_str(call.params, "return_url"):
-        sb.private.return_urls[intent["id"]] = get_str(call.params, "return_url") or ""
-    return _confirm(sb, intent, call.params)
+    return_url = _return_url(params)
+    payment_method = get_str(params, "payment_method") or None
+    if payment_method is not None:
+        lookup(sb, payment_method)
+    if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
+        raise _unexpected_state(intent, "confirm")
+    if payment_method is None and not intent["payment_method"]:
+        raise _missing_payment_method(intent)
+    _check_redirect(
+        intent["automatic_payment_methods"],
+        return_url or sb.private.return_urls.get(intent["id"]),
+    )
+    if return_url:
+        sb.private.return_urls[intent["id"]] = return_url
+    return _confirm(sb, intent, payment_method)
 
 
 def _unexpected_state(intent: Obj, action: str) -> StripeError:
@@ -238,30 +339,14 @@ def _unexpected_state(intent: Obj, action: str) -> StripeError:
     )
 
 
-def _confirm(sb: Sandbox, intent: Obj, params: Params) -> Obj:
-    if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
-        raise _unexpected_state(intent, "confirm")
-    payment_method = get_str(params, "payment_method")
-    if payment_method:
+def _confirm(sb: Sandbox, intent: Obj, payment_method: str | None) -> Obj:
+    """Charge the card of a confirmable, validated intent.
+
+    A decline still changes state (a failed charge, `payment_intent.payment_failed`) before
+    answering 402: that is the payment's outcome, not a refused request, as at Stripe.
+    """
+    if payment_method is not None:
         intent["payment_method"], _ = resolve(sb, payment_method)
-    if not intent["payment_method"]:
-        raise StripeError(
-            400,
-            "invalid_request_error",
-            "You cannot confirm this PaymentIntent because it's missing a payment method. To "
-            "confirm the PaymentIntent with cus_XXX, specify a payment method attached to this "
-            "customer along with the customer ID.",
-            code="payment_intent_unexpected_state",
-            extra={"payment_intent": copy.deepcopy(intent)},
-        )
-    automatic = intent["automatic_payment_methods"]
-    if (
-        automatic
-        and automatic["enabled"]
-        and automatic["allow_redirects"] != "never"
-        and not sb.private.return_urls.get(intent["id"])
-    ):
-        raise invalid_request(REDIRECT_MESSAGE)
     pm_id, card = resolve(sb, intent["payment_method"])
     charge = new_charge(sb, intent, pm_id, card)
     intent["latest_charge"] = charge["id"]
@@ -332,59 +417,48 @@ def list_intents(sb: Sandbox, call: Call) -> Obj:
 
 def update_intent(sb: Sandbox, call: Call) -> Obj:
     params = call.params
-    check_known(
-        params,
-        {
-            "amount",
-            "currency",
-            "description",
-            "metadata",
-            "payment_method",
-            "receipt_email",
-            "statement_descriptor",
-            "statement_descriptor_suffix",
-            "transfer_group",
-        },
-    )
+    check_known(params, UPDATE_PARAMS)
     intent = sb.store.get("payment_intent", call.path["id"])
-    intent["metadata"] = metadata_update(intent["metadata"], params)
-    for name in ("description", "receipt_email", "statement_descriptor", "transfer_group"):
-        if name in params:
-            intent[name] = get_str(params, name) or None
-    if intent["status"] in ("succeeded", "canceled") and (
-        "amount" in params or "payment_method" in params
-    ):
-        raise _unexpected_state(intent, "update")
+    metadata = metadata_update(intent["metadata"], params)
+    strings = {name: get_str(params, name) or None for name in STRING_FIELDS if name in params}
+    amount, currency = intent["amount"], intent["currency"]
     if "amount" in params:
-        intent["amount"] = get_int(params, "amount")
-    if get_str(params, "payment_method"):
-        intent["payment_method"], _ = resolve(sb, require_str(params, "payment_method"))
+        amount = get_int(params, "amount", required=True)
+        assert amount is not None
+    if "currency" in params:
+        currency = _currency(params)
+    if "amount" in params or "currency" in params:
+        _check_amount(amount, currency)
+    payment_method = get_str(params, "payment_method") or None
+    if payment_method is not None:
+        lookup(sb, payment_method)
+    settled = intent["status"] in ("succeeded", "canceled")
+    if settled and ("amount" in params or "currency" in params or payment_method is not None):
+        raise _unexpected_state(intent, "update")
+
+    intent.update(metadata=metadata, amount=amount, currency=currency, **strings)
+    if payment_method is not None:
+        intent["payment_method"], _ = resolve(sb, payment_method)
         intent["status"] = "requires_confirmation"
     return intent
 
 
 def cancel_intent(sb: Sandbox, call: Call) -> Obj:
     check_known(call.params, {"cancellation_reason"})
+    reason = _choice(call.params, "cancellation_reason", CANCELLATION_REASONS)
     intent = sb.store.get("payment_intent", call.path["id"])
     if intent["status"] in ("succeeded", "canceled"):
         raise _unexpected_state(intent, "cancel")
-    reason = get_str(call.params, "cancellation_reason")
-    allowed = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
-    if reason is not None and reason not in allowed:
-        raise invalid_request(
-            f"Invalid cancellation_reason: must be one of {', '.join(allowed)}",
-            param="cancellation_reason",
-        )
     intent.update(status="canceled", canceled_at=sb.clock.timestamp(), cancellation_reason=reason)
     sb.emit("payment_intent.canceled", intent)
     return intent
 
 
 ROUTES = [
-    ("POST", "/v1/payment_intents", create_intent),
-    ("GET", "/v1/payment_intents", list_intents),
-    ("GET", "/v1/payment_intents/{id}", retrieve_intent),
-    ("POST", "/v1/payment_intents/{id}", update_intent),
-    ("POST", "/v1/payment_intents/{id}/confirm", confirm_intent),
-    ("POST", "/v1/payment_intents/{id}/cancel", cancel_intent),
+    ("POST", "/v1/payment_intents", create_intent, "payment_intent"),
+    ("GET", "/v1/payment_intents", list_intents, "list:payment_intent"),
+    ("GET", "/v1/payment_intents/{id}", retrieve_intent, "payment_intent"),
+    ("POST", "/v1/payment_intents/{id}", update_intent, "payment_intent"),
+    ("POST", "/v1/payment_intents/{id}/confirm", confirm_intent, "payment_intent"),
+    ("POST", "/v1/payment_intents/{id}/cancel", cancel_intent, "payment_intent"),
 ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import money
 from .errors import StripeError, invalid_request
-from .forms import Params, check_known, get_int, get_str, metadata_update
+from .forms import Params, check_known, get_bool, get_int, get_str, metadata_update
 from .state import Sandbox
 from .store import paginate
 
@@ -43,6 +43,16 @@ def _dollars(amount: int) -> str:
 
 def refund_charge(sb: Sandbox, params: Params) -> Obj:
     """Create a refund from API-style parameters (used by the API and the Dashboard)."""
+    # The parameters first, then the charge's state; only then does anything change.
+    amount = get_int(params, "amount")
+    if amount is not None and amount <= 0:
+        raise invalid_request("Invalid positive integer", param="amount")
+    reason = get_str(params, "reason")
+    if reason is not None and reason not in REASONS:
+        raise invalid_request(
+            f"Invalid reason: must be one of {', '.join(REASONS)}", param="reason"
+        )
+    metadata = metadata_update({}, params)
     charge = _target_charge(sb, params)
     remaining = charge["amount"] - charge["amount_refunded"]
     if remaining <= 0:
@@ -50,22 +60,14 @@ def refund_charge(sb: Sandbox, params: Params) -> Obj:
             f"Charge {charge['id']} has already been refunded.",
             code="charge_already_refunded",
         )
-    amount = get_int(params, "amount")
     if amount is None:
         amount = remaining
-    if amount <= 0:
-        raise invalid_request("Invalid positive integer", param="amount")
     if amount > remaining:
         raise invalid_request(
             f"Refund amount ({_dollars(amount)}) is greater than unrefunded amount on charge "
             f"({_dollars(remaining)})",
             param="amount",
             code="amount_too_large",
-        )
-    reason = get_str(params, "reason")
-    if reason is not None and reason not in REASONS:
-        raise invalid_request(
-            f"Invalid reason: must be one of {', '.join(REASONS)}", param="reason"
         )
     refund: Obj = {
         "id": sb.ids.new("re"),
@@ -84,7 +86,7 @@ def refund_charge(sb: Sandbox, params: Params) -> Obj:
             },
             "type": "card",
         },
-        "metadata": metadata_update({}, params),
+        "metadata": metadata,
         "payment_intent": charge["payment_intent"],
         "reason": reason,
         "receipt_number": None,
@@ -210,11 +212,21 @@ def _give_back(sb: Sandbox, refund: Obj) -> None:
 
 
 def create_refund(sb: Sandbox, call: Call) -> Obj:
-    check_known(call.params, CREATE_PARAMS)
+    params = call.params
+    check_known(params, CREATE_PARAMS)
     for name in ("customer", "origin", "instructions_email", "reverse_transfer"):
-        if name in call.params:
+        if name in params:
             raise invalid_request(f"The sandbox does not support `{name}`.", param=name)
-    return refund_charge(sb, call.params)
+    get_bool(params, "refund_application_fee")  # no application fees here: only checked
+    currency = get_str(params, "currency")
+    if currency is not None:
+        charge = _target_charge(sb, params)
+        if currency.lower() != charge["currency"]:
+            raise invalid_request(
+                f"The currency must be the charge's currency ({charge['currency']}).",
+                param="currency",
+            )
+    return refund_charge(sb, params)
 
 
 def retrieve_refund(sb: Sandbox, call: Call) -> Obj:
@@ -269,9 +281,9 @@ def cancel_refund(sb: Sandbox, call: Call) -> Obj:
 
 
 ROUTES = [
-    ("POST", "/v1/refunds", create_refund),
-    ("GET", "/v1/refunds", list_refunds),
-    ("GET", "/v1/refunds/{id}", retrieve_refund),
-    ("POST", "/v1/refunds/{id}", update_refund),
-    ("POST", "/v1/refunds/{id}/cancel", cancel_refund),
+    ("POST", "/v1/refunds", create_refund, "refund"),
+    ("GET", "/v1/refunds", list_refunds, "list:refund"),
+    ("GET", "/v1/refunds/{id}", retrieve_refund, "refund"),
+    ("POST", "/v1/refunds/{id}", update_refund, "refund"),
+    ("POST", "/v1/refunds/{id}/cancel", cancel_refund, "refund"),
 ]

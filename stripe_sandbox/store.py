@@ -58,6 +58,10 @@ class Store:
     def count(self, kind: str) -> int:
         return len(self._order.get(kind, []))
 
+    def kinds(self) -> list[str]:
+        """Every kind of object stored so far (`payment_intent`, `event`, ...)."""
+        return list(self._order)
+
 
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
     "gt": lambda a, b: a > b,
@@ -144,31 +148,30 @@ def _position(order: dict[str, int], object_id: Any, param: str) -> int:
 
 
 def expand(store: Store, body: Obj, params: Params) -> Obj:
-    """Return a copy of `body` with the `expand[]` paths replaced by the objects they name."""
+    """Return a copy of `body` with the `expand[]` paths replaced by the objects they name.
+
+    The paths were checked (`expandable.check_expand`) before the call ran, so this never
+    refuses: a field that is absent or names no stored object is left as it is.
+    """
     paths = get_list(params, "expand")
     result = copy.deepcopy(body)
     for path in paths:
-        _expand_path(store, result, path.split("."), path)
+        _expand_path(store, result, path.split("."))
     return result
 
 
-def _expand_path(store: Store, node: Any, parts: list[str], full: str) -> None:
+def _expand_path(store: Store, node: Any, parts: list[str]) -> None:
     if not parts or not isinstance(node, dict):
         return
     head, rest = parts[0], parts[1:]
     if head == "data" and node.get("object") == "list":
         for item in node["data"]:
-            _expand_path(store, item, rest, full)
+            _expand_path(store, item, rest)
         return
-    if head not in node:
-        raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
-    value = node[head]
+    value = node.get(head)
     if isinstance(value, str):
         target = store.find(value)
         if target is None:
-            raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
-        node[head] = copy.deepcopy(target)
-        value = node[head]
-    elif value is not None and not isinstance(value, dict):
-        raise invalid_request(f"This property cannot be expanded ({full}).", param="expand")
-    _expand_path(store, value, rest, full)
+            return
+        node[head] = value = copy.deepcopy(target)
+    _expand_path(store, value, rest)

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import money
 from .errors import StripeError, invalid_request, missing, missing_parameter
-from .forms import Params, check_known, get_int, get_str, metadata_update, require_str
+from .forms import (
+    Params,
+    check_known,
+    get_bool,
+    get_int,
+    get_str,
+    metadata_update,
+    require_str,
+)
 from .payment_intents import CURRENCIES
 from .state import Sandbox
 from .store import paginate
@@ -22,6 +30,7 @@ INSUFFICIENT_FUNDS = (
     "is that your funds are automatically being paid out; try enabling manual payouts by going "
     "to https://dashboard.stripe.com/account/payouts."
 )
+SOURCE_TYPES = ("bank_account", "card", "fpx")
 CREATE_PARAMS = {
     "amount",
     "currency",
@@ -36,6 +45,7 @@ CREATE_PARAMS = {
 
 def create_transfer(sb: Sandbox, call: Call) -> Obj:
     params = call.params
+    # The parameters first, then the destination and the funds; only then the money moves.
     check_known(params, CREATE_PARAMS)
     amount = get_int(params, "amount")
     if amount is None:
@@ -46,6 +56,15 @@ def create_transfer(sb: Sandbox, call: Call) -> Obj:
     if currency not in CURRENCIES:
         raise invalid_request(f"Invalid currency: {currency}.", param="currency")
     destination = require_str(params, "destination")
+    description = get_str(params, "description")
+    transfer_group = get_str(params, "transfer_group")
+    source_type = get_str(params, "source_type") or "card"
+    if source_type not in SOURCE_TYPES:
+        raise invalid_request(
+            f"Invalid source_type: must be one of {', '.join(SOURCE_TYPES)}", param="source_type"
+        )
+    metadata = metadata_update({}, params)
+    source_transaction = get_str(params, "source_transaction")
     account = sb.store.find(destination)
     if account is None or account.get("object") != "account":
         raise StripeError(
@@ -62,12 +81,12 @@ def create_transfer(sb: Sandbox, call: Call) -> Obj:
             param="destination",
             code="insufficient_capabilities_for_transfer",
         )
-    source_transaction = get_str(params, "source_transaction")
     available_on = None
     if source_transaction:
         available_on = _source_charge_available_on(sb, source_transaction, amount, currency)
     elif money.available(sb, currency) < amount:
         raise invalid_request(INSUFFICIENT_FUNDS, code="balance_insufficient")
+
     transfer_id = sb.ids.new("tr")
     txn = money.add_transaction(
         sb,
@@ -85,16 +104,16 @@ def create_transfer(sb: Sandbox, call: Call) -> Obj:
         "balance_transaction": txn["id"],
         "created": sb.clock.timestamp(),
         "currency": currency,
-        "description": get_str(params, "description"),
+        "description": description,
         "destination": destination,
         "destination_payment": sb.ids.new("py"),
         "livemode": False,
-        "metadata": metadata_update({}, params),
+        "metadata": metadata,
         "reversals": _reversal_list(transfer_id, []),
         "reversed": False,
         "source_transaction": source_transaction,
-        "source_type": get_str(params, "source_type") or "card",
-        "transfer_group": get_str(params, "transfer_group"),
+        "source_type": source_type,
+        "transfer_group": transfer_group,
     }
     sb.store.add(transfer)
     sb.emit("transfer.created", transfer)
@@ -139,21 +158,25 @@ def _reversals_of(sb: Sandbox, transfer_id: str) -> list[Obj]:
 
 def reverse_transfer(sb: Sandbox, transfer_id: str, params: Params) -> Obj:
     """Reverse all or part of a transfer (used by the API and the Dashboard)."""
+    amount = get_int(params, "amount")
+    if amount is not None and amount <= 0:
+        raise invalid_request("Invalid positive integer", param="amount")
+    get_str(params, "description")  # accepted, and not shown on reversals, as at Stripe
+    get_bool(params, "refund_application_fee")  # no application fees here: only checked
+    metadata = metadata_update({}, params)
     transfer = sb.store.get("transfer", transfer_id)
     remaining = transfer["amount"] - transfer["amount_reversed"]
-    amount = get_int(params, "amount")
-    if amount is None:
-        amount = remaining
     if remaining <= 0:
         raise invalid_request(f"Transfer {transfer_id} has already been fully reversed.")
-    if amount <= 0:
-        raise invalid_request("Invalid positive integer", param="amount")
+    if amount is None:
+        amount = remaining
     if amount > remaining:
         raise invalid_request(
             f"You have attempted to reverse {amount} cents, but only {remaining} cents "
             "remain on this transfer.",
             param="amount",
         )
+
     reversal_id = sb.ids.new("trr")
     # Money a transfer took from a charge's pending funds comes back pending too: a reversal
     # cannot make unsettled money spendable.
@@ -175,7 +198,7 @@ def reverse_transfer(sb: Sandbox, transfer_id: str, params: Params) -> Obj:
         "created": sb.clock.timestamp(),
         "currency": transfer["currency"],
         "destination_payment_refund": sb.ids.new("pyr"),
-        "metadata": metadata_update({}, params),
+        "metadata": metadata,
         "source_refund": None,
         "transfer": transfer_id,
     }
@@ -234,29 +257,31 @@ def list_transfers(sb: Sandbox, call: Call) -> Obj:
 
 
 def update_transfer(sb: Sandbox, call: Call) -> Obj:
-    check_known(call.params, {"description", "metadata"})
+    params = call.params
+    check_known(params, {"description", "metadata"})
     transfer = sb.store.get("transfer", call.path["id"])
-    previous: Obj = {}
-    metadata = metadata_update(transfer["metadata"], call.params)
+    changes: Obj = {}
+    metadata = metadata_update(transfer["metadata"], params)
     if metadata != transfer["metadata"]:
-        previous["metadata"] = transfer["metadata"]
-        transfer["metadata"] = metadata
-    if "description" in call.params:
-        description = get_str(call.params, "description") or None
+        changes["metadata"] = metadata
+    if "description" in params:
+        description = get_str(params, "description") or None
         if description != transfer["description"]:
-            previous["description"] = transfer["description"]
-            transfer["description"] = description
-    if previous:
+            changes["description"] = description
+
+    if changes:
+        previous = {name: transfer[name] for name in changes}
+        transfer.update(changes)
         sb.emit("transfer.updated", transfer, previous=previous)
     return transfer
 
 
 ROUTES = [
-    ("POST", "/v1/transfers", create_transfer),
-    ("GET", "/v1/transfers", list_transfers),
-    ("GET", "/v1/transfers/{id}", retrieve_transfer),
-    ("POST", "/v1/transfers/{id}", update_transfer),
-    ("POST", "/v1/transfers/{id}/reversals", create_reversal),
-    ("GET", "/v1/transfers/{id}/reversals", list_reversals),
-    ("GET", "/v1/transfers/{id}/reversals/{reversal}", retrieve_reversal),
+    ("POST", "/v1/transfers", create_transfer, "transfer"),
+    ("GET", "/v1/transfers", list_transfers, "list:transfer"),
+    ("GET", "/v1/transfers/{id}", retrieve_transfer, "transfer"),
+    ("POST", "/v1/transfers/{id}", update_transfer, "transfer"),
+    ("POST", "/v1/transfers/{id}/reversals", create_reversal, "transfer_reversal"),
+    ("GET", "/v1/transfers/{id}/reversals", list_reversals, "list:transfer_reversal"),
+    ("GET", "/v1/transfers/{id}/reversals/{reversal}", retrieve_reversal, "transfer_reversal"),
 ]

@@ -48,24 +48,29 @@ def create_endpoint(sb: Sandbox, call: Call) -> Obj:
     )
     url = _url(params)
     events = _enabled_events(params, required=True)
+    api_version = get_str(params, "api_version") or None
+    description = get_str(params, "description")
+    metadata = metadata_update({}, params)
+    connect = get_bool(params, "connect")
+
     endpoint_id = sb.ids.new("we")
     secret = "whsec_" + sb.ids.token(32)
     endpoint: Obj = {
         "id": endpoint_id,
         "object": "webhook_endpoint",
-        "api_version": get_str(params, "api_version") or None,
+        "api_version": api_version,
         "application": None,
         "created": sb.clock.timestamp(),
-        "description": get_str(params, "description"),
+        "description": description,
         "enabled_events": events,
         "livemode": False,
-        "metadata": metadata_update({}, params),
+        "metadata": metadata,
         "status": "enabled",
         "url": url,
     }
     sb.store.add(endpoint)
     sb.private.endpoint_secrets[endpoint_id] = secret
-    if get_bool(params, "connect"):
+    if connect:
         sb.private.connect_endpoints.add(endpoint_id)
     return {**endpoint, "secret": secret}
 
@@ -84,16 +89,17 @@ def update_endpoint(sb: Sandbox, call: Call) -> Obj:
     params = call.params
     check_known(params, {"description", "disabled", "enabled_events", "metadata", "url"})
     endpoint = sb.store.get("webhook_endpoint", call.path["id"])
+    changes: Obj = {"metadata": metadata_update(endpoint["metadata"], params)}
     if "url" in params:
-        endpoint["url"] = _url(params)
+        changes["url"] = _url(params)
     events = _enabled_events(params, required=False)
     if events is not None:
-        endpoint["enabled_events"] = events
+        changes["enabled_events"] = events
     if "description" in params:
-        endpoint["description"] = get_str(params, "description") or None
+        changes["description"] = get_str(params, "description") or None
     if "disabled" in params:
-        endpoint["status"] = "disabled" if get_bool(params, "disabled") else "enabled"
-    endpoint["metadata"] = metadata_update(endpoint["metadata"], params)
+        changes["status"] = "disabled" if get_bool(params, "disabled") else "enabled"
+    endpoint.update(changes)
     return endpoint
 
 
@@ -106,9 +112,9 @@ def delete_endpoint(sb: Sandbox, call: Call) -> Obj:
 
 
 ROUTES = [
-    ("POST", "/v1/webhook_endpoints", create_endpoint),
-    ("GET", "/v1/webhook_endpoints", list_endpoints),
-    ("GET", "/v1/webhook_endpoints/{id}", retrieve_endpoint),
-    ("POST", "/v1/webhook_endpoints/{id}", update_endpoint),
-    ("DELETE", "/v1/webhook_endpoints/{id}", delete_endpoint),
+    ("POST", "/v1/webhook_endpoints", create_endpoint, "webhook_endpoint"),
+    ("GET", "/v1/webhook_endpoints", list_endpoints, "list:webhook_endpoint"),
+    ("GET", "/v1/webhook_endpoints/{id}", retrieve_endpoint, "webhook_endpoint"),
+    ("POST", "/v1/webhook_endpoints/{id}", update_endpoint, "webhook_endpoint"),
+    ("DELETE", "/v1/webhook_endpoints/{id}", delete_endpoint, "deleted"),
 ]

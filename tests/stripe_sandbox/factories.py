@@ -29,6 +29,14 @@ class Control:
         result: dict[str, Any] = response.json()
         return result
 
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, raw: bytes = b""
+    ) -> httpx.Response:
+        """Any answer, errors included: a JSON `body`, or `raw` bytes sent as they are."""
+        if body is not None:
+            raw = json.dumps(body).encode()
+        return self._http.request(method, f"/_sandbox{path}", content=raw)
+
     def get(self, path: str) -> dict[str, Any]:
         response = self._http.get(f"/_sandbox{path}")
         assert response.status_code == 200, response.text
