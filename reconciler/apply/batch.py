@@ -56,7 +56,14 @@ class StripeMemo:
                 with contextlib.suppress(StripeNotFound):
                     await self._read(call)
 
-        await asyncio.gather(*(read(call) for call in dict.fromkeys(reads)))
+        try:
+            # A task group: the first failure cancels the reads still waiting, so a batch
+            # given up spends no more of Stripe's rate limit.
+            async with asyncio.TaskGroup() as group:
+                for call in dict.fromkeys(reads):
+                    group.create_task(read(call))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     async def _read(self, call: StripeRead) -> StripeObject:
         if call not in self._held:

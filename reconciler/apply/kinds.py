@@ -30,7 +30,9 @@ from reconciler.apply.transfers import apply_transfer, transfer_rows
 from reconciler.ledger.session import LedgerSession
 from reconciler.types import StripeObject
 
-Apply = Callable[[ApplyContext, StripeObject], Awaitable[None]]
+# Returns the snapshot as applied (a fresh copy if it fetched one) when what it reveals is
+# to be applied too; None otherwise. Kinds that reveal nothing just return None.
+Apply = Callable[[ApplyContext, StripeObject], Awaitable[StripeObject | None]]
 Reveals = Callable[[ApplyContext, StripeObject], Awaitable[list[StripeObject]]]
 Rows = Callable[[StripeObject], list[RowWanted]]
 Reads = Callable[[LedgerSession, StripeObject], Awaitable[list[StripeRead]]]
@@ -54,7 +56,8 @@ class ObjectKind:
     fetch: Fetch
     rows: Rows = _no_rows
     reads: Reads = _no_reads
-    # Objects a snapshot of this kind shows that must be applied with it (a charge's refunds).
+    # Objects a snapshot of this kind shows that must be applied with it (a charge's refunds),
+    # read from the snapshot `apply` returns.
     reveals: Reveals | None = None
 
 

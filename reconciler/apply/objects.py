@@ -39,7 +39,7 @@ async def apply_object(ctx: ApplyContext, obj: StripeObject) -> None:
 
 
 async def _apply_with_revealed(ctx: ApplyContext, kind: ObjectKind, obj: StripeObject) -> None:
-    await kind.apply(ctx, obj)
-    if kind.reveals is not None:
-        for revealed in await kind.reveals(ctx, obj):
+    applied = await kind.apply(ctx, obj)
+    if kind.reveals is not None and applied is not None:
+        for revealed in await kind.reveals(ctx, applied):
             await _apply_with_revealed(ctx, KINDS[revealed["object"]], revealed)

@@ -98,9 +98,11 @@ async def intent_reads(tx: LedgerSession, intent: StripeObject) -> list[StripeRe
 # -- charges ---------------------------------------------------------------------------------
 
 
-async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
-    """A charge moves its payment: success, Stripe's fee, availability. (The refunds it shows
-    are applied by the dispatcher: `charge_refunds`.)"""
+async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> StripeObject | None:
+    """A charge moves its payment: success, Stripe's fee, availability. Returns the charge
+    as applied (the fresh copy, when it fetched one) for the dispatcher to apply the refunds
+    it shows (`charge_refunds`), or None when it was not applied (not ours, or for another
+    amount than the payment's): then its refunds are not applied either."""
     intent_id = stripe_id(charge.get("payment_intent"))
     async with ctx.read() as tx:
         payment = await _charge_payment(tx, charge)
@@ -108,20 +110,20 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
         if intent_id is None:
             async with ctx.write() as tx:
                 await report_unattributed(ctx, tx, charge, "charge has no payment intent")
-            return
+            return None
         # The intent carries the attribution; apply it first, then look again.
         await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
         async with ctx.read() as tx:
             payment = await _find.payment_by_intent(tx, intent_id)
         if payment is None:
-            return
+            return None
     if charge.get("status") == "succeeded" and charge.get("captured", True):
         if settles(charge):
             charge = await ctx.stripe.charge(charge["id"])
         async with ctx.write() as tx:
             captured = int(charge.get("amount_captured", charge.get("amount")) or 0)
             if await _amount_differs(ctx, tx, payment, charge, captured):
-                return
+                return None
             await advance_payment(
                 tx,
                 payment.id,
@@ -131,11 +133,12 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> None:
                 from_snapshot=True,
             )
             await _settle(tx, payment.id, charge, ctx)
+    return charge
 
 
 async def charge_refunds(ctx: ApplyContext, charge: StripeObject) -> list[StripeObject]:
-    """The refunds a charge shows, when they may differ from what the ledger holds for its
-    payment (nothing when the charge is of no payment of ours)."""
+    """The refunds a charge as applied shows, when they may differ from what the ledger holds
+    for its payment."""
     async with ctx.read() as tx:
         payment = await _charge_payment(tx, charge)
     if payment is None:

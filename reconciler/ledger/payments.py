@@ -180,9 +180,7 @@ async def refresh_amount_refunded(tx: LedgerSession, payment_id: int, *, now: da
         )
     )
     amount_refunded = int(held.scalar_one())
-    tx.update(
-        payment,
-        now=now,
-        amount_refunded=amount_refunded,
-        status=status_after_refunds(payment.amount, amount_refunded),
-    )
+    status = payment.status
+    if capture_status(status) == "succeeded":  # refunds are a reading of captured payments
+        status = status_after_refunds(payment.amount, amount_refunded)
+    tx.update(payment, now=now, amount_refunded=amount_refunded, status=status)

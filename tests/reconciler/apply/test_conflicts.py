@@ -6,19 +6,19 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from reconciler.apply import _find, apply_object
 from reconciler.apply.context import ApplyContext
 from reconciler.db.engine import Database
-from reconciler.db.tables import discrepancies
+from reconciler.db.tables import discrepancies, refunds
 from reconciler.ledger.merchants import get_merchant, mark_deauthorized, set_connect_state
 from reconciler.ledger.payments import create_payment, get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, reserve_payout
 from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
-from tests.factories import all_balances, payable_merchant, settled_payment
+from tests.factories import all_balances, journal_history, payable_merchant, settled_payment
 
 
 async def discrepancy_rows(db: Database) -> list[tuple[str, str]]:
@@ -247,3 +247,116 @@ async def test_our_row_named_in_metadata_takes_the_stripe_id_once(
             is None
         )
         assert (await get_payment(conn, payment_id)).payment_intent_id == "pi_1"
+
+
+class KindedStripe:
+    """A fixed answer per kind of object, counting the calls."""
+
+    def __init__(self, intent: dict[str, Any], charge: dict[str, Any]) -> None:
+        self.intent, self.charge_copy = intent, charge
+        self.calls: list[str] = []
+
+    async def payment_intent(self, intent_id: str) -> dict[str, Any]:
+        self.calls.append(intent_id)
+        return self.intent
+
+    async def charge(self, charge_id: str) -> dict[str, Any]:
+        self.calls.append(charge_id)
+        return self.charge_copy
+
+    async def refunds_for_charge(self, charge_id: str) -> list[dict[str, Any]]:
+        self.calls.append(f"refunds of {charge_id}")
+        return list(self.charge_copy["refunds"]["data"])
+
+
+def refund_of_ch_1(status: str) -> dict[str, Any]:
+    return {
+        "id": "re_1",
+        "object": "refund",
+        "amount": 1000,
+        "charge": "ch_1",
+        "payment_intent": "pi_1",
+        "status": status,
+        "currency": "usd",
+        "metadata": {},
+    }
+
+
+def charge_showing(refunds: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    listed = {"object": "list", "has_more": False, "data": refunds}
+    return {**CHARGE_FOR_LESS, "currency": "usd", "refunds": listed, **fields}
+
+
+async def pending_payment_of(db: Database, now: datetime) -> tuple[int, int]:
+    async with ledger_session(db) as conn:
+        merchant_id = await payable_merchant(conn, now)
+        payment_id = await create_payment(
+            conn,
+            merchant_id=merchant_id,
+            amount=10000,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+            payment_intent_id="pi_1",
+        )
+    return merchant_id, payment_id
+
+
+@pytest.mark.parametrize("refund_status", ["succeeded", "failed"])
+async def test_a_charge_refused_for_its_amount_books_none_of_its_refunds(
+    db: Database, now: datetime, refund_status: str
+) -> None:
+    merchant_id, payment_id = await pending_payment_of(db, now)
+    charge = charge_showing([refund_of_ch_1(refund_status)], amount_refunded=1000)
+    stripe = KindedStripe({**INTENT_FOR_LESS, "latest_charge": "ch_1"}, charge)
+    ctx = ApplyContext(db=db, stripe=stripe, fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    await apply_object(ctx, charge)
+
+    assert await discrepancy_rows(db) == [("amount_mismatch", "ch_1")]
+    assert stripe.calls == []
+    async with ledger_reader(db) as conn:
+        assert (await get_payment(conn, payment_id)).status == "pending"
+        assert await conn.scalar(select(func.count()).select_from(refunds)) == 0
+        assert await journal_history(conn) == []
+        assert await all_balances(conn, merchant_id) == (0, 0, 0)
+
+
+async def test_a_charges_refunds_are_read_from_its_fresh_copy(db: Database, now: datetime) -> None:
+    _, payment_id = await pending_payment_of(db, now)
+    # The webhook's snapshot predates the refund; the copy fetched to settle it shows it.
+    snapshot = charge_showing(
+        [], amount_captured=10000, amount_refunded=0, balance_transaction="txn_1"
+    )
+    fresh = charge_showing(
+        [refund_of_ch_1("succeeded")],
+        amount_captured=10000,
+        amount_refunded=1000,
+        balance_transaction={"fee": 320, "status": "pending", "available_on": 1},
+    )
+    intent = {**INTENT_FOR_LESS, "amount_received": 10000, "latest_charge": "ch_1"}
+    ctx = ApplyContext(
+        db=db, stripe=KindedStripe(intent, fresh), fees=FeeSchedule(), clock=lambda: now
+    )  # type: ignore[arg-type]
+
+    await apply_object(ctx, snapshot)
+
+    async with ledger_reader(db) as conn:
+        payment = await get_payment(conn, payment_id)
+        assert (payment.status, payment.amount_refunded) == ("partially_refunded", 1000)
+
+
+async def test_a_refund_given_back_leaves_an_uncaptured_payment_as_it_was(
+    db: Database, now: datetime
+) -> None:
+    merchant_id, payment_id = await pending_payment_of(db, now)
+    # Stripe's intent is for another amount: the payment stays pending, the refund is a fact.
+    stripe = KindedStripe({**INTENT_FOR_LESS, "latest_charge": None}, charge_showing([]))
+    ctx = ApplyContext(db=db, stripe=stripe, fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    await apply_object(ctx, refund_of_ch_1("failed"))
+
+    async with ledger_reader(db) as conn:
+        payment = await get_payment(conn, payment_id)
+        assert (payment.status, payment.amount_refunded) == ("pending", 0)
+        assert await all_balances(conn, merchant_id) == (0, 0, 0)
