@@ -11,6 +11,7 @@ webhook's `data.object`, so the apply functions treat both alike.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import stripe
+from stripe.params import RefundListParams, TransferReversalListParams
 
 from reconciler.config import Secret
 from reconciler.types import StripeObject
@@ -152,21 +154,36 @@ class StripeGateway:
     async def refund(self, refund_id: str) -> StripeObject:
         return await self._call("refund", lambda: self._client.v1.refunds.retrieve_async(refund_id))
 
-    async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
-        refunds: list[StripeObject] = []
+    async def _list_all(
+        self, what: str, page_after: Callable[[str | None], Awaitable[stripe.StripeObject]]
+    ) -> list[StripeObject]:
+        """Every item of a list, a page (100) at a time after the last one read."""
+        items: list[StripeObject] = []
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"charge": charge_id, "limit": 100}
+            page = await self._call(what, functools.partial(page_after, cursor))
+            items.extend(page["data"])
+            if not page.get("has_more") or not page["data"]:
+                return items
+            cursor = page["data"][-1]["id"]
+
+    async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
+        def page_after(cursor: str | None) -> Awaitable[stripe.StripeObject]:
+            params: RefundListParams = {"charge": charge_id, "limit": 100}
             if cursor:
                 params["starting_after"] = cursor
-            page = await self._call(
-                "refunds",
-                lambda p=params: self._client.v1.refunds.list_async(params=p),  # type: ignore[misc]
-            )
-            refunds.extend(page["data"])
-            if not page.get("has_more") or not page["data"]:
-                return refunds
-            cursor = page["data"][-1]["id"]
+            return self._client.v1.refunds.list_async(params=params)
+
+        return await self._list_all("refunds", page_after)
+
+    async def transfer_reversals(self, transfer_id: str) -> list[StripeObject]:
+        def page_after(cursor: str | None) -> Awaitable[stripe.StripeObject]:
+            params: TransferReversalListParams = {"limit": 100}
+            if cursor:
+                params["starting_after"] = cursor
+            return self._client.v1.transfers.reversals.list_async(transfer_id, params=params)
+
+        return await self._list_all("transfer_reversals", page_after)
 
     async def transfer(self, transfer_id: str) -> StripeObject:
         return await self._call(

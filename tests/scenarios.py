@@ -191,19 +191,23 @@ async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene)
             "metadata": {"icpay_payout_id": str(payout_id)},
         }
     )
-    await scene.world.control_post(f"dashboard/transfers/{transfer.id}/reversals", {"amount": 2000})
+    # Two partial reversals: each is an entry of its own, whatever order the events come in.
+    reversals = f"dashboard/transfers/{transfer.id}/reversals"
+    first = await scene.world.control_post(reversals, {"amount": 2000})
+    second = await scene.world.control_post(reversals, {"amount": 1000})
     await scene.settle()
     assert await scene.rows(payouts, "status", "stripe_transfer_id", "amount_reversed") == [
-        ("amount_reversed", transfer.id, 2000)
+        ("amount_reversed", transfer.id, 3000)
     ]
-    await scene.assert_balances(merchant_id, 6000, available=9680 - 3000)
+    await scene.assert_balances(merchant_id, 7000, available=9680 - 2000)
     await scene.assert_journal(
         [
             *PAID,
             *AVAILABLE_NOW,
             ("payout:1:reserved", [(PAYABLE, 5000, 0), (IN_FLIGHT, 0, 5000)]),
             ("payout:1:transferred", [(IN_FLIGHT, 5000, 0), (AVAILABLE, 0, 5000)]),
-            ("payout:1:reversed_to:2000", [(PAYABLE, 0, 2000), (AVAILABLE, 2000, 0)]),
+            (f"payout:1:reversal:{first['id']}", [(PAYABLE, 0, 2000), (AVAILABLE, 2000, 0)]),
+            (f"payout:1:reversal:{second['id']}", [(PAYABLE, 0, 1000), (AVAILABLE, 1000, 0)]),
         ]
     )
 

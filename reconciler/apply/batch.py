@@ -89,6 +89,9 @@ class StripeMemo:
     async def balance(self) -> StripeObject:
         return await self._read(("balance", ""))
 
+    async def transfer_reversals(self, transfer_id: str) -> list[StripeObject]:
+        return await self._reader.transfer_reversals(transfer_id)
+
     async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
         if charge_id not in self._refunds:
             self._refunds[charge_id] = await self._reader.refunds_for_charge(charge_id)

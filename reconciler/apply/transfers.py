@@ -13,7 +13,7 @@ from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
-from reconciler.ledger.payouts import advance_payout, record_reversal
+from reconciler.ledger.payouts import Reversal, advance_payout, record_reversals
 from reconciler.ledger.rows import Merchant, Payout
 from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
@@ -21,6 +21,7 @@ from reconciler.types import StripeObject
 
 async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
     """Move the ledger to what this Transfer snapshot says."""
+    reversals = await _reversals(ctx, transfer)  # before the transaction: it may read Stripe
     now = ctx.clock()
     async with ctx.write() as tx:
         payout = await _find.payout_by_transfer(tx, transfer["id"])
@@ -61,7 +62,18 @@ async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
             await advance_payout(
                 tx, payout.id, status, now=now, transfer_id=transfer["id"], from_snapshot=True
             )
-        await record_reversal(tx, payout.id, int(transfer.get("amount_reversed") or 0), now=now)
+        await record_reversals(tx, payout.id, reversals, now=now)
+
+
+async def _reversals(ctx: ApplyContext, transfer: StripeObject) -> list[Reversal]:
+    """Every reversal of the transfer: from the snapshot when it lists them all, else read."""
+    listed = transfer.get("reversals") or {}
+    data: list[StripeObject] | None = listed.get("data")
+    if data is None or listed.get("has_more"):
+        if not int(transfer.get("amount_reversed") or 0):
+            return []
+        data = await ctx.stripe.transfer_reversals(transfer["id"])
+    return [(str(reversal["id"]), int(reversal["amount"])) for reversal in data]
 
 
 def transfer_rows(transfer: StripeObject) -> list[RowWanted]:

@@ -8,6 +8,7 @@ available balance; failure or cancellation gives it back; a transfer reversal re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,10 +92,10 @@ async def advance_payout(
 ) -> Decision:
     """Move a payout to processing, completed, failed or cancelled, posting what that means.
 
-    Reversals are not set here: they follow Stripe's `amount_reversed` (`record_reversal`).
+    Reversals are not set here: they follow the transfer's reversals (`record_reversals`).
     """
     if status in ("amount_reversed", "reversed"):
-        raise IllegalTransition("reversals are recorded with record_reversal(amount_reversed)")
+        raise IllegalTransition("reversals are recorded with record_reversals(reversals)")
     payout = await tx.lock(Payout, payout_id)
     decision = PAYOUT.step(payout.status, status, from_snapshot=from_snapshot)
     if decision is not Decision.MOVE:
@@ -128,15 +129,20 @@ async def advance_payout(
     return decision
 
 
-async def record_reversal(
-    tx: LedgerSession, payout_id: int, amount_reversed: int, *, now: datetime
-) -> bool:
-    """Follow Stripe's running `amount_reversed` for the payout's transfer.
+# One reversal of a payout's transfer: its Stripe id (`trr_...`) and amount.
+Reversal = tuple[str, int]
 
-    Only growth is booked (the difference goes back to the merchant); a total we already
-    hold, or a smaller one from a stale snapshot, changes nothing.
+
+async def record_reversals(
+    tx: LedgerSession, payout_id: int, reversals: Sequence[Reversal], *, now: datetime
+) -> bool:
+    """Follow the reversals of the payout's transfer, as a snapshot lists them (all of them:
+    Stripe's list only grows). Each is booked once, as an entry of its own keyed by its id,
+    so the journal is the same whatever order snapshots arrive in; a snapshot listing no
+    more than we hold (a stale one) changes nothing. Returns whether anything was booked.
     """
     payout = await tx.lock(Payout, payout_id)
+    amount_reversed = sum(amount for _, amount in reversals)
     if amount_reversed <= payout.amount_reversed:
         return False
     if amount_reversed > payout.amount:
@@ -150,17 +156,18 @@ async def record_reversal(
     status = "reversed" if amount_reversed == payout.amount else "amount_reversed"
     if status != payout.status:
         PAYOUT.require(payout.status, status)
-    reversed_now = amount_reversed - payout.amount_reversed
     tx.update(payout, now=now, status=status, amount_reversed=amount_reversed)
-    _post(
-        tx,
-        payout,
-        f"reversed_to:{amount_reversed}",
-        accounts.PLATFORM_AVAILABLE,
-        accounts.merchant_payable(payout.merchant_id),
-        reversed_now,
-        now=now,
-    )
+    for reversal_id, amount in reversals:
+        # A reversal booked by an earlier snapshot is found by its key and not booked again.
+        _post(
+            tx,
+            payout,
+            f"reversal:{reversal_id}",
+            accounts.PLATFORM_AVAILABLE,
+            accounts.merchant_payable(payout.merchant_id),
+            amount,
+            now=now,
+        )
     return True
 
 

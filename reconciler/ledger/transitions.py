@@ -97,8 +97,9 @@ REFUND = Lifecycle(
     moves=_moves(
         pending=("requires_action", "succeeded", "failed", "canceled"),
         requires_action=("pending", "succeeded", "failed", "canceled"),
-        # Stripe can fail a refund after reporting it succeeded (e.g. the card was closed).
-        succeeded=("failed",),
+        # Stripe can fail a refund after reporting it succeeded (e.g. the card was closed),
+        # and a card refund can be canceled from the Dashboard for a short while after.
+        succeeded=("failed", "canceled"),
     ),
 )
 

@@ -10,7 +10,7 @@ from reconciler.db.engine import Database
 from reconciler.errors import IllegalTransition
 from reconciler.ledger.balances import check_balance_invariant
 from reconciler.ledger.payments import get_payment
-from reconciler.ledger.payouts import advance_payout, get_payout, record_reversal, reserve_payout
+from reconciler.ledger.payouts import advance_payout, get_payout, record_reversals, reserve_payout
 from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import all_balances, funded_merchant, payable_merchant, settled_payment
@@ -27,12 +27,14 @@ async def test_racing_partial_reversals_credit_the_merchant_once(
         await advance_payout(conn, payout_id, "processing", now=now, transfer_id="tr_1")
         await advance_payout(conn, payout_id, "completed", now=now)
 
-    async def reversed_to(total: int) -> None:
+    first, both = [("trr_1", 300)], [("trr_2", 300), ("trr_1", 300)]
+
+    async def reversed_as(listed: list[tuple[str, int]]) -> None:
         async with ledger_session(db) as conn:
-            await record_reversal(conn, payout_id, total, now=now)
+            await record_reversals(conn, payout_id, listed, now=now)
 
     for _ in range(5):
-        await asyncio.gather(reversed_to(300), reversed_to(600))
+        await asyncio.gather(reversed_as(first), reversed_as(both))
 
     async with ledger_reader(db) as conn:
         assert (await get_payout(conn, payout_id)).amount_reversed == 600

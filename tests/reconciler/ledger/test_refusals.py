@@ -17,7 +17,7 @@ from reconciler.errors import (
 )
 from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.payments import advance_payment, create_payment
-from reconciler.ledger.payouts import advance_payout, record_reversal, reserve_payout
+from reconciler.ledger.payouts import advance_payout, record_reversals, reserve_payout
 from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.session import ledger_session
 from tests.factories import (
@@ -136,6 +136,6 @@ async def test_reversal_of_a_payout_never_sent_is_refused(db: Database, now: dat
             conn, merchant_id=merchant_id, amount=500, currency="usd", now=now
         )
         with pytest.raises(IllegalTransition, match="no transfer to reverse"):
-            await record_reversal(conn, payout_id, 100, now=now)
-        with pytest.raises(IllegalTransition, match="record_reversal"):
+            await record_reversals(conn, payout_id, [("trr_1", 100)], now=now)
+        with pytest.raises(IllegalTransition, match="record_reversals"):
             await advance_payout(conn, payout_id, "reversed", now=now)

@@ -20,6 +20,7 @@ def test_every_move_goes_forward_or_sideways_never_back(lifecycle: Lifecycle) ->
         (PAYOUT, "completed", "processing", Decision.STALE),
         (PAYOUT, "completed", "completed", Decision.SAME),
         (REFUND, "succeeded", "failed", Decision.MOVE),
+        (REFUND, "succeeded", "canceled", Decision.MOVE),  # canceled in the Dashboard
         (REFUND, "succeeded", "pending", Decision.STALE),
         (PAYMENT, "failed", "succeeded", Decision.MOVE),
         (PAYMENT, "succeeded", "processing", Decision.STALE),

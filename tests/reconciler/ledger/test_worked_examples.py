@@ -12,7 +12,7 @@ from reconciler.db.engine import Database
 from reconciler.ledger import accounts
 from reconciler.ledger.balances import account_balance, check_balance_invariant
 from reconciler.ledger.payments import advance_payment, create_payment, get_payment, release_funds
-from reconciler.ledger.payouts import advance_payout, get_payout, record_reversal, reserve_payout
+from reconciler.ledger.payouts import advance_payout, get_payout, record_reversals, reserve_payout
 from reconciler.ledger.refunds import advance_refund, create_refund, get_refund
 from reconciler.ledger.session import ledger_reader, ledger_session
 from tests.factories import TEN_PERCENT, all_balances, journal_history, payable_merchant
@@ -181,13 +181,13 @@ async def test_reversed_payout_partly_then_fully(db: Database, now: datetime) ->
         payout_id = await reserve_payout(conn, merchant_id=1, amount=5000, currency="usd", now=now)
         await advance_payout(conn, payout_id, "processing", now=now, transfer_id="tr_1")
         await advance_payout(conn, payout_id, "completed", now=now)
-        assert await record_reversal(conn, payout_id, 2000, now=now)
+        assert await record_reversals(conn, payout_id, [("trr_1", 2000)], now=now)
         assert (await get_payout(conn, payout_id)).status == "amount_reversed"
         assert await all_balances(conn, 1) == (6000, 6000, 6000)
-        # The same or an older running total (a stale snapshot) changes nothing.
-        assert not await record_reversal(conn, payout_id, 2000, now=now)
-        assert not await record_reversal(conn, payout_id, 1000, now=now)
-        assert await record_reversal(conn, payout_id, 5000, now=now)
+        # The same list again, or an older one (a stale snapshot), changes nothing.
+        assert not await record_reversals(conn, payout_id, [("trr_1", 2000)], now=now)
+        assert not await record_reversals(conn, payout_id, [], now=now)
+        assert await record_reversals(conn, payout_id, [("trr_2", 3000), ("trr_1", 2000)], now=now)
 
     await assert_books(
         db,
@@ -195,14 +195,39 @@ async def test_reversed_payout_partly_then_fully(db: Database, now: datetime) ->
             *PAYMENT_HISTORY,
             ("payout:1:reserved", [(PAYABLE, 5000, 0), (IN_FLIGHT, 0, 5000)]),
             ("payout:1:transferred", [(IN_FLIGHT, 5000, 0), (AVAILABLE, 0, 5000)]),
-            ("payout:1:reversed_to:2000", [(PAYABLE, 0, 2000), (AVAILABLE, 2000, 0)]),
-            ("payout:1:reversed_to:5000", [(PAYABLE, 0, 3000), (AVAILABLE, 3000, 0)]),
+            ("payout:1:reversal:trr_1", [(PAYABLE, 0, 2000), (AVAILABLE, 2000, 0)]),
+            ("payout:1:reversal:trr_2", [(PAYABLE, 0, 3000), (AVAILABLE, 3000, 0)]),
         ],
         9000,
     )
     async with ledger_reader(db) as conn:
         payout = await get_payout(conn, payout_id)
         assert (payout.status, payout.amount_reversed) == ("reversed", 5000)
+
+
+async def test_refund_canceled_after_it_succeeded_gives_the_money_back(
+    db: Database, now: datetime
+) -> None:
+    payment_id = await pay(db, now)
+    async with ledger_session(db) as conn:
+        refund_id = await create_refund(conn, payment_id=payment_id, amount=3000, now=now)
+        await advance_refund(conn, refund_id, "succeeded", now=now)
+    async with ledger_session(db) as conn:  # canceled from the Dashboard, a moment later
+        await advance_refund(conn, refund_id, "canceled", now=now)
+
+    await assert_books(
+        db,
+        [
+            *PAYMENT_HISTORY,
+            ("refund:1:booked", [(PAYABLE, 3000, 0), (AVAILABLE, 0, 3000)]),
+            ("refund:1:returned", [(PAYABLE, 0, 3000), (AVAILABLE, 3000, 0)]),
+        ],
+        9000,
+    )
+    async with ledger_reader(db) as conn:
+        assert (await get_refund(conn, refund_id)).status == "canceled"
+        payment = await get_payment(conn, payment_id)
+        assert (payment.status, payment.amount_refunded) == ("succeeded", 0)
 
 
 async def test_full_refund_marks_the_payment_refunded(db: Database, now: datetime) -> None:
