@@ -25,7 +25,7 @@ from reconciler.apply.payments import (
     intent_reads,
     intent_rows,
 )
-from reconciler.apply.refunds import apply_refund, refund_reads, refund_rows
+from reconciler.apply.refunds import apply_refund, refund_in_context, refund_reads, refund_rows
 from reconciler.apply.transfers import apply_transfer, transfer_rows
 from reconciler.ledger.session import LedgerSession
 from reconciler.types import StripeObject
@@ -37,6 +37,7 @@ Reveals = Callable[[ApplyContext, StripeObject], Awaitable[list[StripeObject]]]
 Rows = Callable[[StripeObject], list[RowWanted]]
 Reads = Callable[[LedgerSession, StripeObject], Awaitable[list[StripeRead]]]
 Fetch = Callable[[StripeReader, str], Awaitable[StripeObject]]
+Refetch = Callable[[StripeReader, StripeObject], Awaitable[list[StripeObject]]]
 
 
 def _no_rows(obj: StripeObject) -> list[RowWanted]:
@@ -59,6 +60,14 @@ class ObjectKind:
     # Objects a snapshot of this kind shows that must be applied with it (a charge's refunds),
     # read from the snapshot `apply` returns.
     reveals: Reveals | None = None
+    # What to fetch and apply, in order, when a snapshot conflicts with the ledger (default:
+    # a fresh copy of the object itself).
+    refetch: Refetch | None = None
+
+    async def fresh(self, stripe: StripeReader, obj: StripeObject) -> list[StripeObject]:
+        if self.refetch is not None:
+            return await self.refetch(stripe, obj)
+        return [await self.fetch(stripe, obj["id"])]
 
 
 def _fetch_balance(stripe: StripeReader, _id: str) -> Awaitable[StripeObject]:
@@ -89,6 +98,7 @@ KINDS: dict[str, ObjectKind] = {
             fetch=lambda stripe, object_id: stripe.refund(object_id),
             rows=refund_rows,
             reads=refund_reads,
+            refetch=refund_in_context,
         ),
         ObjectKind(
             "transfer",

@@ -20,7 +20,7 @@ from reconciler.ledger.payments import (
 )
 from reconciler.ledger.rows import Merchant, Payment
 from reconciler.ledger.session import LedgerSession
-from reconciler.ledger.transitions import PAYMENT_CAPTURED
+from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
 from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
@@ -149,7 +149,12 @@ async def charge_refunds(ctx: ApplyContext, charge: StripeObject) -> list[Stripe
     listed: list[StripeObject] | None = (charge.get("refunds") or {}).get("data")
     if listed is None or (charge.get("refunds") or {}).get("has_more"):
         listed = await ctx.stripe.refunds_for_charge(charge["id"])
-    return listed
+    return released_first(listed)
+
+
+def released_first(refunds: list[StripeObject]) -> list[StripeObject]:
+    """Refunds that gave their amount back first: a later one may need what they freed."""
+    return sorted(refunds, key=lambda refund: refund.get("status") not in REFUND_RELEASED)
 
 
 def charge_rows(charge: StripeObject) -> list[RowWanted]:

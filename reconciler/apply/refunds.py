@@ -11,8 +11,14 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
-from reconciler.apply.payments import apply_payment_intent
+from reconciler.apply.context import (
+    ApplyContext,
+    StripeRead,
+    StripeReader,
+    metadata_int,
+    stripe_id,
+)
+from reconciler.apply.payments import apply_payment_intent, released_first
 from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession
@@ -56,6 +62,17 @@ async def refund_reads(tx: LedgerSession, refund: StripeObject) -> list[StripeRe
     if intent_id and (payment is None or payment.status not in PAYMENT_CAPTURED):
         return [("payment_intent", intent_id)]  # brings the refund's payment up to date
     return []
+
+
+async def refund_in_context(stripe: StripeReader, refund: StripeObject) -> list[StripeObject]:
+    """What to apply when a refund snapshot conflicts with the ledger (more than is left to
+    refund, say): every refund of its charge as Stripe has them now, those that failed or
+    were canceled meanwhile first, so the amount they gave back is there for the others."""
+    charge_id = stripe_id(refund.get("charge"))
+    listed = await stripe.refunds_for_charge(charge_id) if charge_id else []
+    if all(other["id"] != refund["id"] for other in listed):
+        listed.append(await stripe.refund(refund["id"]))
+    return released_first(listed)
 
 
 async def _payment_captured(ctx: ApplyContext, refund: StripeObject) -> bool:

@@ -13,8 +13,9 @@ from reconciler.apply.context import ApplyContext
 from reconciler.db.engine import Database
 from reconciler.db.tables import discrepancies, refunds
 from reconciler.ledger.merchants import get_merchant, mark_deauthorized, set_connect_state
-from reconciler.ledger.payments import create_payment, get_payment
+from reconciler.ledger.payments import advance_payment, create_payment, get_payment
 from reconciler.ledger.payouts import advance_payout, get_payout, reserve_payout
+from reconciler.ledger.refunds import create_refund, get_refund
 from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
@@ -49,6 +50,10 @@ class FakeStripe:
 
     async def transfer(self, transfer_id: str) -> dict[str, Any]:
         return self._fetch("transfer", transfer_id)
+
+    async def transfer_reversals(self, transfer_id: str) -> list[dict[str, Any]]:
+        self.fetched.append(("transfer_reversals", transfer_id))
+        return list((self.fresh.get("reversals") or {}).get("data") or [])
 
     async def account(self, account_id: str) -> dict[str, Any]:
         return self._fetch("account", account_id)
@@ -254,7 +259,12 @@ class KindedStripe:
 
     def __init__(self, intent: dict[str, Any], charge: dict[str, Any]) -> None:
         self.intent, self.charge_copy = intent, charge
+        self.refunds: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
+
+    async def refund(self, refund_id: str) -> dict[str, Any]:
+        self.calls.append(refund_id)
+        return self.refunds[refund_id]
 
     async def payment_intent(self, intent_id: str) -> dict[str, Any]:
         self.calls.append(intent_id)
@@ -360,3 +370,39 @@ async def test_a_refund_given_back_leaves_an_uncaptured_payment_as_it_was(
         payment = await get_payment(conn, payment_id)
         assert (payment.status, payment.amount_refunded) == ("pending", 0)
         assert await all_balances(conn, merchant_id) == (0, 0, 0)
+
+
+async def test_a_refund_beyond_what_is_left_brings_its_charges_refunds_up_first(
+    db: Database, now: datetime
+) -> None:
+    """The ledger holds refund re_1 (60.00) pending; at Stripe it failed, and re_2 (60.00)
+    was made after. re_2's event, first to arrive, asks for more than is left: the charge is
+    fetched and its refunds applied, the released one first, then re_2 fits."""
+    async with ledger_session(db) as conn:
+        merchant_id = await payable_merchant(conn, now)
+        payment_id = await settled_payment(conn, merchant_id, 10000, now, intent="pi_1")
+        await advance_payment(conn, payment_id, "succeeded", now=now, charge_id="ch_1")
+        first = await create_refund(
+            conn, payment_id=payment_id, amount=6000, now=now, stripe_refund_id="re_1"
+        )
+    second = {**refund_of_ch_1("pending"), "id": "re_2", "amount": 6000}
+    failed = {**refund_of_ch_1("failed"), "amount": 6000}
+    charge = charge_showing(
+        [second, failed],  # newest first, as Stripe lists them
+        amount=10000,
+        amount_captured=10000,
+        amount_refunded=6000,
+        balance_transaction={"fee": 0, "status": "available", "available_on": 1},
+    )
+    stripe = KindedStripe({**INTENT_FOR_LESS, "amount_received": 10000}, charge)
+    stripe.refunds = {"re_2": second}
+    ctx = ApplyContext(db=db, stripe=stripe, fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    await apply_object(ctx, second)
+
+    assert await discrepancy_rows(db) == []
+    async with ledger_reader(db) as conn:
+        assert (await get_refund(conn, first)).status == "failed"
+        payment = await get_payment(conn, payment_id)
+        assert (payment.status, payment.amount_refunded) == ("partially_refunded", 6000)
+        assert await all_balances(conn, merchant_id) == (4000, 4000, 4000)
