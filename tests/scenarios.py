@@ -151,6 +151,21 @@ async def dashboard_refund_becomes_a_dashboard_refund_record(scene: Scene) -> No
     )
 
 
+async def full_refund_keeps_the_fee_and_reports_what_the_merchant_owes(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.world.control_post("dashboard/refunds", {"payment_intent": intent.id})
+    await scene.settle()
+    assert await scene.rows(payments, "status", "amount_refunded") == [("refunded", 10000)]
+    # ICPay keeps its 10.00 fee, as Stripe keeps an application fee: the merchant owes it.
+    await scene.assert_balances(merchant_id, -1000, available=9680 - 10000)
+    await scene.assert_journal(
+        [*PAID, *AVAILABLE_NOW, ("refund:1:booked", [(PAYABLE, 10000, 0), (AVAILABLE, 0, 10000)])]
+    )
+    found = await scene.rows(discrepancies, "kind", "object_type", "object_id", "merchant_id")
+    assert found == [("negative_merchant_balance", "merchant", str(merchant_id), merchant_id)]
+
+
 async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -> None:
     merchant_id = await scene.merchant()
     intent = await scene.world.pay(merchant_id, 10000, "pm_card_refundFail")
@@ -276,6 +291,7 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     bypass_pending_card_is_available_at_once,
     declined_card_books_nothing,
     dashboard_refund_becomes_a_dashboard_refund_record,
+    full_refund_keeps_the_fee_and_reports_what_the_merchant_owes,
     refund_fail_card_refund_fails_and_gives_the_money_back,
     transfer_reversed_in_the_dashboard_gives_the_payout_back,
     onboarding_completed_enables_the_merchant,
