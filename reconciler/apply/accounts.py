@@ -6,8 +6,11 @@ from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
+from reconciler.ledger.balances import running_balances
 from reconciler.ledger.merchants import mark_deauthorized, set_connect_state
 from reconciler.ledger.rows import Merchant
+from reconciler.ledger.session import LedgerSession
+from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
 
@@ -49,8 +52,37 @@ def account_rows(account: StripeObject) -> list[RowWanted]:
 
 
 async def apply_deauthorization(ctx: ApplyContext, account_id: str) -> None:
-    """The merchant disconnected their account from the platform: nothing more can be paid."""
+    """The merchant disconnected their account from the platform: nothing more can be paid
+    to it. What ICPay still owes them is not lost: it is reported for a person to settle."""
     async with ctx.write() as tx:
         merchant = await _find.merchant_by_account(tx, account_id)
-        if merchant is not None:
-            await mark_deauthorized(tx, merchant.id, now=ctx.clock())
+        if merchant is None:
+            return
+        await mark_deauthorized(tx, merchant.id, now=ctx.clock())
+        owed = {
+            currency: balance
+            for (_, currency), balance in (await running_balances(tx, merchant.id)).items()
+            if balance > 0
+        }
+        if owed:
+            await record_discrepancy(
+                tx,
+                kind="deauthorized_merchant_owed",
+                object_type="account",
+                object_id=account_id,
+                merchant_id=merchant.id,
+                detail=(
+                    f"merchant {merchant.id} disconnected {account_id} while ICPay owes them "
+                    + ", ".join(f"{amount} {currency}" for currency, amount in sorted(owed.items()))
+                ),
+                detected_by=ctx.detected_by,
+                now=ctx.clock(),
+                ledger_value={"owed": owed},
+            )
+
+
+async def is_deauthorized(tx: LedgerSession, account_id: str) -> bool:
+    """The platform's access to this merchant's account is gone: Stripe no longer answers
+    for it, and nothing it says can enable the merchant again."""
+    merchant = await _find.merchant_by_account(tx, account_id)
+    return merchant is not None and merchant.connect_status == "deauthorized"

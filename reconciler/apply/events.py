@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.apply.accounts import apply_deauthorization
+from reconciler.apply.accounts import apply_deauthorization, is_deauthorized
 from reconciler.apply.balance import apply_balance
 from reconciler.apply.context import ApplyContext, StripeRead
 from reconciler.apply.kinds import KINDS, kind_of
@@ -64,9 +64,12 @@ async def _snapshot(ctx: ApplyContext, event: Payload) -> None:
 
 @handles("account.updated")
 async def _account_updated(ctx: ApplyContext, event: Payload) -> None:
+    account_id = event["data"]["object"]["id"]
+    async with ctx.read() as tx:
+        if await is_deauthorized(tx, account_id):
+            return  # a late event: Stripe no longer answers for the account, nor can it enable it
     # No rank to order account snapshots by: apply what Stripe says now.
-    account = KINDS["account"]
-    await apply_object(ctx, await account.fetch(ctx.stripe, event["data"]["object"]["id"]))
+    await apply_object(ctx, await KINDS["account"].fetch(ctx.stripe, account_id))
 
 
 @handles("account.application.deauthorized")
@@ -130,7 +133,7 @@ async def stripe_reads(tx: LedgerSession, payload: Payload) -> list[StripeRead]:
         return []
     obj = event_object(payload)
     if payload["type"] == "account.updated":
-        return [("account", obj["id"])]
+        return [] if await is_deauthorized(tx, obj["id"]) else [("account", obj["id"])]
     kind = kind_of(obj)
     if kind is None or payload["type"] not in SNAPSHOT_EVENTS:
         return []

@@ -25,6 +25,7 @@ KINDS = (
     "merchant_balances_exceed_platform",
     "payout_stuck_pending",
     "events_past_retention",
+    "deauthorized_merchant_owed",
 )
 
 
