@@ -11,29 +11,30 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from reconciler.db.engine import Database
 from reconciler.db.tables import journal_entries, journal_legs
 from reconciler.ledger import balances
-from reconciler.ledger.merchants import create_merchant, set_connect_state
+from reconciler.ledger.merchants import ConnectState, create_merchant, set_connect_state
 from reconciler.ledger.payments import advance_payment, create_payment, release_funds
+from reconciler.ledger.rows import Requirements
 from reconciler.ledger.session import ledger_session
 from reconciler.money import FeeSchedule
 
 NO_FEES = FeeSchedule()
+# An Express account Stripe has everything for.
+ONBOARDED = ConnectState(
+    charges_enabled=True,
+    payouts_enabled=True,
+    details_submitted=True,
+    capabilities={"card_payments": "active", "transfers": "active"},
+    requirements=Requirements(currently_due=[], eventually_due=[], past_due=[]),
+)
 TEN_PERCENT = FeeSchedule(percent=Decimal(10))
 
 
 async def payable_merchant(conn: AsyncConnection, now: datetime, name: str = "Acme") -> int:
-    """A merchant whose Express account is onboarded with payouts enabled."""
+    """A merchant whose Express account is onboarded: transfers active, payouts enabled."""
     merchant_id = await create_merchant(
         conn, name=name, now=now, stripe_account_id=f"acct_{name.lower()}"
     )
-    await set_connect_state(
-        conn,
-        merchant_id,
-        now=now,
-        charges_enabled=True,
-        payouts_enabled=True,
-        details_submitted=True,
-        requirements_due=[],
-    )
+    await set_connect_state(conn, merchant_id, ONBOARDED, now=now)
     return merchant_id
 
 

@@ -239,9 +239,17 @@ async def onboarding_completed_enables_the_merchant(scene: Scene) -> None:
     )
     await scene.world.control_post(f"accounts/{account.id}/onboarding")
     await scene.settle()
-    assert await scene.rows(
-        merchants, "stripe_account_id", "connect_status", "payouts_enabled", "requirements_due"
-    ) == [(account.id, "enabled", True, [])]
+    [(account_id, status, payouts_enabled, capabilities, requirements)] = await scene.rows(
+        merchants,
+        "stripe_account_id",
+        "connect_status",
+        "payouts_enabled",
+        "capabilities",
+        "requirements",
+    )
+    assert (account_id, status, payouts_enabled) == (account.id, "enabled", True)
+    assert capabilities["transfers"] == "active"
+    assert (requirements["currently_due"], requirements["past_due"]) == ([], [])
     await scene.assert_journal([])
 
 

@@ -7,7 +7,7 @@ from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
 from reconciler.ledger.balances import running_balances
-from reconciler.ledger.merchants import mark_deauthorized, set_connect_state
+from reconciler.ledger.merchants import ConnectState, mark_deauthorized, set_connect_state
 from reconciler.ledger.rows import Merchant
 from reconciler.ledger.session import LedgerSession
 from reconciler.reconcile.discrepancies import record_discrepancy
@@ -32,16 +32,7 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
             elif merchant is None or merchant.stripe_account_id != account["id"]:
                 await report_unattributed(ctx, tx, account, "connected account of no merchant")
                 return
-        requirements = account.get("requirements") or {}
-        await set_connect_state(
-            tx,
-            merchant.id,
-            now=now,
-            charges_enabled=bool(account.get("charges_enabled")),
-            payouts_enabled=bool(account.get("payouts_enabled")),
-            details_submitted=bool(account.get("details_submitted")),
-            requirements_due=list(requirements.get("currently_due") or []),
-        )
+        await set_connect_state(tx, merchant.id, ConnectState.of_account(account), now=now)
 
 
 def account_rows(account: StripeObject) -> list[RowWanted]:

@@ -76,7 +76,10 @@ merchants = Table(
     Column("charges_enabled", Boolean, nullable=False),
     Column("payouts_enabled", Boolean, nullable=False),
     Column("details_submitted", Boolean, nullable=False),
-    Column("requirements_due", JSON, nullable=False),
+    # Stripe's account state, kept whole: capability -> active | inactive | pending, and
+    # what Stripe still needs (see ledger.merchants.Requirements).
+    Column("capabilities", JSON, nullable=False),
+    Column("requirements", JSON, nullable=False),
     *_timestamps(),
 )
 

@@ -2,52 +2,100 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reconciler.ledger.rows import Merchant
+from reconciler.ledger.rows import Merchant, Requirements
 from reconciler.ledger.session import LedgerSession
 
 CONNECT_STATUSES = ("not_connected", "onboarding", "enabled", "restricted", "deauthorized")
+# What ICPay needs of a merchant's account: to receive Connect transfers (their payouts).
+TRANSFERS = "transfers"
 
 
-def connect_status(
-    *,
-    stripe_account_id: str | None,
-    charges_enabled: bool,
-    payouts_enabled: bool,
-    details_submitted: bool,
-) -> str:
-    """Summarise Stripe's account flags into the one status operators read."""
+@dataclass(frozen=True)
+class ConnectState:
+    """What Stripe says of a connected account, as `account.updated` or a fetch gives it."""
+
+    charges_enabled: bool = False
+    payouts_enabled: bool = False
+    details_submitted: bool = False
+    capabilities: dict[str, str] = field(default_factory=dict)
+    requirements: Requirements = field(default_factory=lambda: Requirements())
+
+    @classmethod
+    def of_account(cls, account: Mapping[str, Any]) -> ConnectState:
+        """From a Stripe account object."""
+        raw = account.get("requirements") or {}
+
+        def listed(name: str) -> list[str]:
+            return sorted(str(item) for item in raw.get(name) or [])
+
+        requirements = Requirements(
+            currently_due=listed("currently_due"),
+            eventually_due=listed("eventually_due"),
+            past_due=listed("past_due"),
+            pending_verification=listed("pending_verification"),
+            disabled_reason=raw.get("disabled_reason"),
+            current_deadline=raw.get("current_deadline"),
+        )
+        return cls(
+            charges_enabled=bool(account.get("charges_enabled")),
+            payouts_enabled=bool(account.get("payouts_enabled")),
+            details_submitted=bool(account.get("details_submitted")),
+            capabilities={
+                str(name): str(status)
+                for name, status in (account.get("capabilities") or {}).items()
+            },
+            requirements=requirements,
+        )
+
+    @property
+    def can_receive_transfers(self) -> bool:
+        return self.capabilities.get(TRANSFERS) == "active"
+
+
+def connect_status(stripe_account_id: str | None, state: ConnectState) -> str:
+    """Summarise Stripe's account state into the one status operators read. `enabled` means
+    ICPay can pay the merchant (a transfer needs the `transfers` capability active);
+    `payouts_enabled` is about the merchant's own bank payouts and is shown on its own."""
     if stripe_account_id is None:
         return "not_connected"
-    if charges_enabled and payouts_enabled:
+    if state.can_receive_transfers:
         return "enabled"
-    if not details_submitted:
+    if not state.details_submitted:
         return "onboarding"
     return "restricted"
+
+
+def can_receive_transfers(merchant: Merchant) -> bool:
+    """Whether a Connect transfer to the merchant's account can go through."""
+    return (
+        merchant.stripe_account_id is not None
+        and merchant.connect_status != "deauthorized"
+        and merchant.capabilities.get(TRANSFERS) == "active"
+    )
 
 
 async def create_merchant(
     tx: LedgerSession, *, name: str, now: datetime, stripe_account_id: str | None = None
 ) -> int:
-    values: dict[str, Any] = {
-        "name": name,
-        "stripe_account_id": stripe_account_id,
-        "charges_enabled": False,
-        "payouts_enabled": False,
-        "details_submitted": False,
-        "requirements_due": [],
-        "created_at": now,
-        "updated_at": now,
-    }
-    values["connect_status"] = connect_status(
+    state = ConnectState()
+    merchant = await tx.insert(
+        Merchant,
+        name=name,
         stripe_account_id=stripe_account_id,
-        charges_enabled=False,
-        payouts_enabled=False,
-        details_submitted=False,
+        connect_status=connect_status(stripe_account_id, state),
+        charges_enabled=state.charges_enabled,
+        payouts_enabled=state.payouts_enabled,
+        details_submitted=state.details_submitted,
+        capabilities=state.capabilities,
+        requirements=state.requirements,
+        created_at=now,
+        updated_at=now,
     )
-    merchant = await tx.insert(Merchant, **values)
     return merchant.id
 
 
@@ -56,14 +104,7 @@ async def get_merchant(tx: LedgerSession, merchant_id: int) -> Merchant:
 
 
 async def set_connect_state(
-    tx: LedgerSession,
-    merchant_id: int,
-    *,
-    now: datetime,
-    charges_enabled: bool,
-    payouts_enabled: bool,
-    details_submitted: bool,
-    requirements_due: list[str],
+    tx: LedgerSession, merchant_id: int, state: ConnectState, *, now: datetime
 ) -> None:
     """Record what Stripe says of the merchant's connected account. A merchant who
     disconnected stays disconnected: a late account snapshot cannot turn payouts back on."""
@@ -73,16 +114,12 @@ async def set_connect_state(
     tx.update(
         merchant,
         now=now,
-        charges_enabled=charges_enabled,
-        payouts_enabled=payouts_enabled,
-        details_submitted=details_submitted,
-        requirements_due=sorted(requirements_due),
-        connect_status=connect_status(
-            stripe_account_id=merchant.stripe_account_id,
-            charges_enabled=charges_enabled,
-            payouts_enabled=payouts_enabled,
-            details_submitted=details_submitted,
-        ),
+        charges_enabled=state.charges_enabled,
+        payouts_enabled=state.payouts_enabled,
+        details_submitted=state.details_submitted,
+        capabilities=state.capabilities,
+        requirements=state.requirements,
+        connect_status=connect_status(merchant.stripe_account_id, state),
     )
 
 
@@ -95,4 +132,5 @@ async def mark_deauthorized(tx: LedgerSession, merchant_id: int, *, now: datetim
         connect_status="deauthorized",
         charges_enabled=False,
         payouts_enabled=False,
+        capabilities={name: "inactive" for name in merchant.capabilities},
     )

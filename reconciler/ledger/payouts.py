@@ -20,6 +20,7 @@ from reconciler.errors import (
 )
 from reconciler.ledger import accounts, journal
 from reconciler.ledger.balances import merchant_balance
+from reconciler.ledger.merchants import can_receive_transfers
 from reconciler.ledger.rows import Payout
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
@@ -39,9 +40,9 @@ async def reserve_payout(
     check_positive(amount, "payout amount")
     currency = check_currency(currency)
     merchant = await tx.lock_merchant(merchant_id)
-    if merchant.stripe_account_id is None or not merchant.payouts_enabled:
+    if not can_receive_transfers(merchant):
         raise AccountCannotReceive(
-            f"merchant {merchant_id} has no connected account with payouts enabled"
+            f"merchant {merchant_id} has no connected account whose transfers capability is active"
         )
     balance = await merchant_balance(tx, merchant_id, currency)
     if amount > balance:

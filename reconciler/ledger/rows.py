@@ -13,11 +13,22 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypedDict
 
 from sqlalchemy import Table
 
 from reconciler.db.tables import merchants, payments, payouts, refunds
+
+
+class Requirements(TypedDict, total=False):
+    """What Stripe still needs of a connected account, as its `requirements` says."""
+
+    currently_due: list[str]
+    eventually_due: list[str]
+    past_due: list[str]
+    pending_verification: list[str]
+    disabled_reason: str | None
+    current_deadline: int | None
 
 
 class LedgerRow:
@@ -69,7 +80,8 @@ class Merchant(LedgerRow):
     charges_enabled: bool
     payouts_enabled: bool
     details_submitted: bool
-    requirements_due: list[str]
+    capabilities: dict[str, str]
+    requirements: Requirements
     created_at: datetime
     updated_at: datetime
 

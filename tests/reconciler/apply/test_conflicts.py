@@ -19,7 +19,13 @@ from reconciler.ledger.refunds import create_refund, get_refund
 from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
-from tests.factories import all_balances, journal_history, payable_merchant, settled_payment
+from tests.factories import (
+    ONBOARDED,
+    all_balances,
+    journal_history,
+    payable_merchant,
+    settled_payment,
+)
 
 
 async def discrepancy_rows(db: Database) -> list[tuple[str, str]]:
@@ -153,15 +159,7 @@ async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: dat
     async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
         await mark_deauthorized(conn, merchant_id, now=now)
-        await set_connect_state(
-            conn,
-            merchant_id,
-            now=now,
-            charges_enabled=True,
-            payouts_enabled=True,
-            details_submitted=True,
-            requirements_due=[],
-        )
+        await set_connect_state(conn, merchant_id, ONBOARDED, now=now)
         merchant = await get_merchant(conn, merchant_id)
     assert (merchant.connect_status, merchant.payouts_enabled) == ("deauthorized", False)
 

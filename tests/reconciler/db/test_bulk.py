@@ -49,7 +49,8 @@ def merchant_row(account: str, name: str = "Café O'Brien") -> dict[str, Any]:
         "charges_enabled": True,
         "payouts_enabled": False,
         "details_submitted": True,
-        "requirements_due": ["external_account", {"deadline": 1_790_000_000, "ok": None}],
+        "capabilities": {"transfers": "inactive"},
+        "requirements": {"currently_due": ["external_account"], "disabled_reason": None},
         "created_at": AT,
         "updated_at": AT_UTC,
     }
