@@ -13,6 +13,11 @@ CURRENCY_EXPONENTS: dict[str, int] = {"usd": 2}
 LEDGER_FOR_CURRENCY: dict[str, str] = {"usd": "stripe_usd"}
 
 
+def is_booked(currency: str) -> bool:
+    """Whether the ledger holds money in this currency."""
+    return currency.lower() in CURRENCY_EXPONENTS
+
+
 def check_currency(currency: str) -> str:
     """Return the currency in Stripe's lowercase form, or refuse one we do not book."""
     code = currency.lower()

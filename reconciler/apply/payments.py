@@ -21,6 +21,7 @@ from reconciler.ledger.payments import (
 from reconciler.ledger.rows import Merchant, Payment
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
+from reconciler.money import is_booked
 from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
@@ -64,7 +65,7 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
     charge = await ctx.stripe.charge(charge_id) if charge_id else None
     now = ctx.clock()
     async with ctx.write() as tx:
-        payment = await _payment_for_intent(ctx, tx, intent)
+        payment = await _payment_for_intent(ctx, tx, intent, charge)
         if payment is None:
             return
         received = int(intent.get("amount_received") or 0)
@@ -187,9 +188,10 @@ async def _amount_differs(
     ctx: ApplyContext, tx: LedgerSession, payment: Payment, obj: StripeObject, received: int
 ) -> bool:
     """A success for another amount or currency than the payment's is reported, never
-    booked: the two are compared together, as money always is."""
+    booked: the two are compared together, as money always is (with what the customer was
+    charged, when Stripe converted it)."""
     currency = str(obj.get("currency") or payment.currency).lower()
-    if (received, currency) == (payment.amount, payment.currency):
+    if (received, currency) == charged(payment):
         return False
     await record_discrepancy(
         tx,
@@ -226,8 +228,15 @@ async def _settle(
         await release_funds(tx, payment_id, now=now)
 
 
+def charged(payment: Payment) -> tuple[int, str]:
+    """What the customer was charged for the payment: amount and currency."""
+    if payment.presentment_amount is not None and payment.presentment_currency is not None:
+        return payment.presentment_amount, payment.presentment_currency
+    return payment.amount, payment.currency
+
+
 async def _payment_for_intent(
-    ctx: ApplyContext, tx: LedgerSession, intent: StripeObject
+    ctx: ApplyContext, tx: LedgerSession, intent: StripeObject, charge: StripeObject | None
 ) -> Payment | None:
     payment = await _find.ours(
         tx, Payment, "payment_intent_id", intent, "icpay_payment_id", now=ctx.clock()
@@ -240,13 +249,65 @@ async def _payment_for_intent(
             ctx, tx, intent, "payment intent carries no icpay_account_id of a known merchant"
         )
         return None
+    amount, currency = int(intent["amount"]), str(intent["currency"]).lower()
+    presentment = None
+    if not is_booked(currency):
+        settled = await _converted(ctx, tx, intent, charge, merchant.id)
+        if settled is None:
+            return None
+        presentment, (amount, currency) = (amount, currency), settled
     payment_id = await create_payment(
         tx,
         merchant_id=merchant.id,
-        amount=int(intent["amount"]),
-        currency=intent["currency"],
+        amount=amount,
+        currency=currency,
         fees=ctx.fees,
         now=ctx.clock(),
         payment_intent_id=intent["id"],
+        presentment=presentment,
     )
     return await tx.get(Payment, payment_id)
+
+
+async def _converted(
+    ctx: ApplyContext,
+    tx: LedgerSession,
+    intent: StripeObject,
+    charge: StripeObject | None,
+    merchant_id: int,
+) -> tuple[int, str] | None:
+    """A payment in a currency the ledger does not hold: reported, with its amounts, once it
+    succeeds; booked at what Stripe settled it as (the charge's balance transaction, in a
+    currency the ledger holds), if it says. None: nothing to book (yet)."""
+    if payment_status_of(intent) != "succeeded":
+        return None  # no money has moved; a success will say what it settled as
+    transaction = (charge or {}).get("balance_transaction")
+    settled = None
+    if isinstance(transaction, dict) and is_booked(str(transaction.get("currency") or "")):
+        settled = int(transaction["amount"]), str(transaction["currency"]).lower()
+    await record_discrepancy(
+        tx,
+        kind="unsupported_currency",
+        object_type="payment_intent",
+        object_id=intent["id"],
+        merchant_id=merchant_id,
+        detail=(
+            f"a payment of {intent['amount']} {intent['currency']}, a currency the ledger "
+            + (
+                f"does not hold: booked as the {settled[0]} {settled[1]} Stripe settled it as"
+                if settled
+                else "does not hold, and Stripe says of no settlement: not booked"
+            )
+        ),
+        detected_by=ctx.detected_by,
+        now=ctx.clock(),
+        ledger_value={"amount": settled[0], "currency": settled[1]} if settled else None,
+        stripe_value={
+            "amount": intent["amount"],
+            "currency": intent["currency"],
+            "exchange_rate": transaction.get("exchange_rate")
+            if isinstance(transaction, dict)
+            else None,
+        },
+    )
+    return settled

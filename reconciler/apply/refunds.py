@@ -99,6 +99,9 @@ async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject
     if payment is None:
         await report_unattributed(ctx, tx, refund, "refund of a payment the ledger does not hold")
         return None
+    if str(refund.get("currency") or payment.currency).lower() != payment.currency:
+        await _report_converted(ctx, tx, payment, refund)
+        return None
     refund_id = await create_refund(
         tx,
         payment_id=payment.id,
@@ -113,6 +116,28 @@ async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject
     )
     await _report_if_owing(ctx, tx, payment, refund)
     return await tx.get(Refund, refund_id)
+
+
+async def _report_converted(
+    ctx: ApplyContext, tx: LedgerSession, payment: Payment, refund: StripeObject
+) -> None:
+    """A refund of a payment Stripe converted is in the currency the customer paid, not the
+    one the ledger booked: it is reported for a person, never booked at a guessed rate."""
+    await record_discrepancy(
+        tx,
+        kind="unsupported_currency",
+        object_type="refund",
+        object_id=refund["id"],
+        merchant_id=payment.merchant_id,
+        detail=(
+            f"refund of {refund.get('amount')} {refund.get('currency')} on payment "
+            f"{payment.id}, booked in {payment.currency}: not booked"
+        ),
+        detected_by=ctx.detected_by,
+        now=ctx.clock(),
+        ledger_value={"payment": payment.id, "currency": payment.currency},
+        stripe_value={"amount": refund.get("amount"), "currency": refund.get("currency")},
+    )
 
 
 async def _report_if_owing(

@@ -100,6 +100,9 @@ payments = Table(
     Column("funds_available", Boolean, nullable=False),
     # When Stripe makes the net available (unix time, from the charge's balance transaction).
     Column("available_on", BigInteger),
+    # What the customer was charged, when Stripe converted it into `currency` (else NULL).
+    Column("presentment_amount", Amount),
+    Column("presentment_currency", String(3)),
     *_timestamps(),
     CheckConstraint("amount > 0", "amount_positive"),
     CheckConstraint("platform_fee >= 0 AND platform_fee <= amount", "platform_fee_range"),

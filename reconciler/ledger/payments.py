@@ -41,7 +41,10 @@ async def create_payment(
     fees: FeeSchedule,
     now: datetime,
     payment_intent_id: str | None = None,
+    presentment: tuple[int, str] | None = None,
 ) -> int:
+    """A pending payment of `amount` `currency` (a currency the ledger books). `presentment`
+    is what the customer was charged when Stripe converted it into `currency`."""
     check_positive(amount)
     currency = check_currency(currency)
     await tx.get(Merchant, merchant_id)
@@ -59,6 +62,8 @@ async def create_payment(
         status="pending",
         funds_available=False,
         available_on=None,
+        presentment_amount=presentment[0] if presentment else None,
+        presentment_currency=presentment[1].lower() if presentment else None,
         created_at=now,
         updated_at=now,
     )

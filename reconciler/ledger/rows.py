@@ -106,6 +106,8 @@ class Payment(LedgerRow):
     status: str
     funds_available: bool
     available_on: int | None
+    presentment_amount: int | None
+    presentment_currency: str | None
     created_at: datetime
     updated_at: datetime
 

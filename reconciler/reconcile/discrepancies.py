@@ -26,6 +26,7 @@ KINDS = (
     "payout_stuck_pending",
     "events_past_retention",
     "deauthorized_merchant_owed",
+    "unsupported_currency",
 )
 
 
