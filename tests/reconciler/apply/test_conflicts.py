@@ -164,6 +164,21 @@ async def test_a_deauthorized_merchant_stays_deauthorized(db: Database, now: dat
     assert (merchant.connect_status, merchant.payouts_enabled) == ("deauthorized", False)
 
 
+async def pending_payment_of(db: Database, now: datetime) -> tuple[int, int]:
+    async with ledger_session(db) as conn:
+        merchant_id = await payable_merchant(conn, now)
+        payment_id = await create_payment(
+            conn,
+            merchant_id=merchant_id,
+            amount=10000,
+            currency="usd",
+            fees=FeeSchedule(),
+            now=now,
+            payment_intent_id="pi_1",
+        )
+    return merchant_id, payment_id
+
+
 INTENT_FOR_LESS = {
     "id": "pi_1",
     "object": "payment_intent",
@@ -201,17 +216,7 @@ CHARGE_IN_EUR = {**CHARGE_FOR_LESS, "amount_captured": 10000, "currency": "eur"}
 async def test_a_success_for_another_amount_is_reported_not_booked(
     db: Database, now: datetime, snapshot: dict[str, Any]
 ) -> None:
-    async with ledger_session(db) as conn:
-        merchant_id = await payable_merchant(conn, now)
-        payment_id = await create_payment(
-            conn,
-            merchant_id=merchant_id,
-            amount=10000,
-            currency="usd",
-            fees=FeeSchedule(),
-            now=now,
-            payment_intent_id="pi_1",
-        )
+    merchant_id, payment_id = await pending_payment_of(db, now)
     ctx = ApplyContext(db=db, stripe=FakeStripe(snapshot), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
 
     await apply_object(ctx, snapshot)
@@ -293,21 +298,6 @@ def refund_of_ch_1(status: str) -> dict[str, Any]:
 def charge_showing(refunds: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
     listed = {"object": "list", "has_more": False, "data": refunds}
     return {**CHARGE_FOR_LESS, "currency": "usd", "refunds": listed, **fields}
-
-
-async def pending_payment_of(db: Database, now: datetime) -> tuple[int, int]:
-    async with ledger_session(db) as conn:
-        merchant_id = await payable_merchant(conn, now)
-        payment_id = await create_payment(
-            conn,
-            merchant_id=merchant_id,
-            amount=10000,
-            currency="usd",
-            fees=FeeSchedule(),
-            now=now,
-            payment_intent_id="pi_1",
-        )
-    return merchant_id, payment_id
 
 
 @pytest.mark.parametrize("refund_status", ["succeeded", "failed"])
