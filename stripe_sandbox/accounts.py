@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from .connect import announce, no_access, refresh, requirements, revoke, test_bank_account
 from .errors import invalid_request, missing_parameter
 from .forms import Params, check_known, get_dict, get_str, metadata_update
 from .state import Sandbox
@@ -78,20 +79,6 @@ BUSINESS_PROFILE_FIELDS = (
 )
 
 
-def _requirements(currently_due: list[str], past_due: list[str] | None = None) -> Obj:
-    past = list(currently_due if past_due is None else past_due)
-    return {
-        "alternatives": [],
-        "current_deadline": None,
-        "currently_due": list(currently_due),
-        "disabled_reason": "requirements.past_due" if past else None,
-        "errors": [],
-        "eventually_due": list(currently_due),
-        "past_due": past,
-        "pending_verification": [],
-    }
-
-
 def _business_profile(params: Params) -> Obj:
     given = get_dict(params, "business_profile")
     profile: Obj = {
@@ -121,7 +108,8 @@ def create_account(sb: Sandbox, call: Call) -> Obj:
             "code instead, such as 'US', 'EG', or 'GB'.",
             param="country",
         )
-    requested = _requested_capabilities(params) or ["transfers"]
+    # Stripe asks Express platforms to request both; the sandbox does it when none are named.
+    requested = _requested_capabilities(params) or ["card_payments", "transfers"]
     business_profile = _business_profile(params)
     business_type = _business_type(params)
     default_currency = _default_currency(params) or COUNTRY_CURRENCY[country]
@@ -156,14 +144,15 @@ def create_account(sb: Sandbox, call: Call) -> Obj:
             "total_count": 0,
             "url": f"/v1/accounts/{account_id}/external_accounts",
         },
-        "future_requirements": _requirements([], []),
+        "future_requirements": requirements(),
         "metadata": metadata,
         "payouts_enabled": False,
-        "requirements": _requirements(INITIAL_REQUIREMENTS),
+        "requirements": requirements(past_due=INITIAL_REQUIREMENTS),
         "settings": _settings(),
         "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
         "type": account_type or "express",
     }
+    refresh(sb, account)
     sb.store.add(account)
     return account
 
@@ -225,13 +214,19 @@ def _settings() -> Obj:
     }
 
 
-def live_account(sb: Sandbox, account_id: str, *, param: str | None = None) -> Obj:
+def live_account(
+    sb: Sandbox, account_id: str, *, param: str | None = None, api_key: str | None = None
+) -> Obj:
+    """A connected account; one the platform lost answers as Stripe does (403
+    `account_invalid`), an id never made `resource_missing`."""
+    if account_id in sb.private.revoked_accounts:
+        raise no_access(account_id, api_key)
     return sb.store.get("account", account_id, param=param)
 
 
 def retrieve_account(sb: Sandbox, call: Call) -> Obj:
     check_known(call.params, set())
-    return live_account(sb, call.path["id"])
+    return live_account(sb, call.path["id"], api_key=call.api_key)
 
 
 def list_accounts(sb: Sandbox, call: Call) -> Obj:
@@ -242,7 +237,7 @@ def list_accounts(sb: Sandbox, call: Call) -> Obj:
 def update_account(sb: Sandbox, call: Call) -> Obj:
     params = call.params
     check_known(params, UPDATE_PARAMS)
-    account = live_account(sb, call.path["id"])
+    account = live_account(sb, call.path["id"], api_key=call.api_key)
     changes: Obj = {"metadata": metadata_update(account["metadata"], params)}
     if "email" in params:
         changes["email"] = get_str(params, "email") or None
@@ -257,22 +252,15 @@ def update_account(sb: Sandbox, call: Call) -> Obj:
             profile[name] = get_str(given, name) or None
     changes["business_profile"] = profile
     capabilities = dict(account["capabilities"])
-    ready = account["details_submitted"] and not account["requirements"]["past_due"]
     for name in _requested_capabilities(params):
-        capabilities.setdefault(name, "active" if ready else "inactive")
+        capabilities.setdefault(name, "inactive")
     changes["capabilities"] = capabilities
 
     before = copy.deepcopy(account)
     account.update(changes)
+    refresh(sb, account)
     announce(sb, account, before)
     return account
-
-
-def announce(sb: Sandbox, account: Obj, before: Obj) -> None:
-    """Emit `account.updated` (to Connect endpoints) if anything changed."""
-    previous = {k: v for k, v in before.items() if account.get(k) != v}
-    if previous:
-        sb.emit("account.updated", account, account=account["id"], previous=previous)
 
 
 def complete_onboarding(sb: Sandbox, account: Obj) -> None:
@@ -288,36 +276,24 @@ def complete_onboarding(sb: Sandbox, account: Obj) -> None:
         "user_agent": "stripe-sandbox",
     }
     account["details_submitted"] = True
-    set_requirements(sb, account, [], [])
+    if not account["external_accounts"]["data"]:
+        account["external_accounts"] = {
+            **account["external_accounts"],
+            "data": [test_bank_account(account)],
+            "total_count": 1,
+        }
+    # A submitted form answers everything: a fully enabled account, whatever was set before.
+    sb.private.capability_status.pop(account["id"], None)
+    sb.private.payouts_paused.discard(account["id"])
+    account["requirements"] = requirements()
+    refresh(sb, account)
     announce(sb, account, before)
-
-
-def set_requirements(
-    sb: Sandbox,
-    account: Obj,
-    currently_due: list[str],
-    past_due: list[str] | None = None,
-    disabled_reason: str | None = None,
-) -> None:
-    """Set what Stripe still needs; past-due requirements switch charges and payouts off."""
-    requirements = _requirements(currently_due, past_due)
-    if disabled_reason is not None:
-        requirements["disabled_reason"] = disabled_reason
-    account["requirements"] = requirements
-    enabled = account["details_submitted"] and requirements["disabled_reason"] is None
-    account["charges_enabled"] = enabled
-    account["payouts_enabled"] = enabled
-    account["capabilities"] = {
-        name: "active" if enabled else "inactive" for name in account["capabilities"]
-    }
 
 
 def delete_account(sb: Sandbox, call: Call) -> Obj:
     check_known(call.params, set())
-    account = live_account(sb, call.path["id"])
-    sb.store.remove(account["id"])
-    application = {"id": "ca_sandbox", "object": "application", "name": "ICPay sandbox"}
-    sb.emit("account.application.deauthorized", application, account=account["id"])
+    account = live_account(sb, call.path["id"], api_key=call.api_key)
+    revoke(sb, account, "deleted")
     return {"id": account["id"], "object": "account", "deleted": True}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .connect import check_access
 from .errors import StripeError, api_error, authentication, invalid_request, rate_limited
 from .expandable import check_expand
 from .faults import Fault
@@ -98,6 +99,8 @@ def api_endpoint(
         try:
             api_key = authenticate(request)
             account = request.headers.get("stripe-account") or None
+            if account:
+                check_access(sb, account, api_key)  # a lost account: 403, whatever the call
             if account and not (method == "GET" and path.startswith("/v1/events")):
                 raise invalid_request(
                     "The sandbox keeps no connected-account context: the Stripe-Account "

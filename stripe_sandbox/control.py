@@ -6,6 +6,7 @@ only ever listens locally. See docs/sandbox.md for each route with an example.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import money
-from .accounts import announce, complete_onboarding, live_account, set_requirements
+from . import connect, money
+from .accounts import complete_onboarding, live_account
 from .errors import StripeError, invalid_request, unknown_parameter
 from .faults import FIELDS as FAULT_TARGETS
 from .faults import FaultSpecError
@@ -146,24 +147,89 @@ async def finish_onboarding(sb: Sandbox, request: Request, body: Obj) -> Obj:
 
 
 async def requirements(sb: Sandbox, request: Request, body: Obj) -> Obj:
-    _only(body, {"currently_due", "past_due", "disabled_reason"})
-    currently_due = body.get("currently_due", [])
-    past_due = body.get("past_due")
-    for name, value in (("currently_due", currently_due), ("past_due", past_due)):
-        if value is not None and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            raise invalid_request(f"`{name}` must be a list of strings.", param=name)
-    disabled_reason = body.get("disabled_reason")
-    if disabled_reason is not None and not isinstance(disabled_reason, str):
-        raise invalid_request("`disabled_reason` must be a string.", param="disabled_reason")
+    lists = connect.REQUIREMENT_LISTS
+    _only(body, {*lists, "current_deadline", "disabled_reason", "errors", "future_requirements"})
+
+    def read(given: Obj, *, future: bool = False) -> Obj:
+        named = {name: connect.string_list(given, name) for name in lists}
+        return connect.requirements(
+            named["currently_due"],
+            past_due=named["past_due"],
+            eventually_due=named["eventually_due"],
+            pending_verification=named["pending_verification"],
+            current_deadline=connect.optional_timestamp(given, "current_deadline"),
+            disabled_reason=None if future else connect.disabled_reason(given),
+            errors=connect.requirement_errors(given),
+        )
+
+    due = read(body)
+    future = body.get("future_requirements") or {}
+    try:
+        if not isinstance(future, dict):
+            raise invalid_request("`future_requirements` must be an object.")
+        _only(future, {*lists, "current_deadline", "errors"} - {"past_due"})
+        # Future requirements never disable anything: Stripe only announces them.
+        upcoming = read(future, future=True)
+    except StripeError as exc:
+        exc.param = "future_requirements" + (f"[{exc.param}]" if exc.param else "")
+        raise
+    deadline = due["current_deadline"]
+    async with sb.lock:
+        sb.tick()
+        if deadline is not None and deadline <= sb.clock.timestamp():
+            raise invalid_request(
+                "`current_deadline` must be in the future: give `past_due` for requirements "
+                "already late.",
+                param="current_deadline",
+            )
+        account = live_account(sb, request.path_params["id"])
+        before = copy.deepcopy(account)
+        account["requirements"], account["future_requirements"] = due, upcoming
+        connect.refresh(sb, account)
+        connect.announce(sb, account, before)
+        if deadline is not None and due["currently_due"] != due["past_due"]:
+            connect.schedule_deadline(sb, account["id"], deadline)
+        return account
+
+
+async def capabilities(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, {"capabilities"})
     async with sb.lock:
         sb.tick()
         account = live_account(sb, request.path_params["id"])
-        before = json.loads(json.dumps(account))
-        set_requirements(sb, account, currently_due, past_due, disabled_reason)
-        announce(sb, account, before)
+        statuses = connect.capability_statuses(account, body)
+        before = copy.deepcopy(account)
+        sb.private.capability_status.setdefault(account["id"], {}).update(statuses)
+        connect.refresh(sb, account)
+        connect.announce(sb, account, before)
         return account
+
+
+async def payouts(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, {"enabled"})
+    enabled = body.get("enabled")
+    if not isinstance(enabled, bool):
+        raise invalid_request("`enabled` must be true or false.", param="enabled")
+    async with sb.lock:
+        sb.tick()
+        account = live_account(sb, request.path_params["id"])
+        before = copy.deepcopy(account)
+        if enabled:
+            sb.private.payouts_paused.discard(account["id"])
+        else:
+            sb.private.payouts_paused.add(account["id"])
+        connect.refresh(sb, account)
+        connect.announce(sb, account, before)
+        return account
+
+
+async def deauthorize(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, set())
+    async with sb.lock:
+        sb.tick()
+        account = live_account(sb, request.path_params["id"])
+        event = connect.revoke(sb, account, "deauthorized")
+        return {"account": account["id"], "deauthorized": True, "event": event["id"]}
 
 
 async def flush(sb: Sandbox, request: Request, body: Obj) -> Obj:
@@ -212,6 +278,9 @@ def routes(sb: Sandbox) -> list[Route]:
         _route(sb, "/_sandbox/dashboard/transfers/{id}/reversals", "POST", dashboard_reversal),
         _route(sb, "/_sandbox/accounts/{id}/onboarding", "POST", finish_onboarding),
         _route(sb, "/_sandbox/accounts/{id}/requirements", "POST", requirements),
+        _route(sb, "/_sandbox/accounts/{id}/capabilities", "POST", capabilities),
+        _route(sb, "/_sandbox/accounts/{id}/payouts", "POST", payouts),
+        _route(sb, "/_sandbox/accounts/{id}/deauthorize", "POST", deauthorize),
         _route(sb, "/_sandbox/deliveries/flush", "POST", flush),
         _route(sb, "/_sandbox/deliveries", "GET", deliveries),
         _route(sb, "/_sandbox/faults/{target:str}", "POST", arm_fault),

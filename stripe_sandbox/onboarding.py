@@ -39,7 +39,7 @@ def create_link(sb: Sandbox, call: Call) -> Obj:
     for name, url in (("refresh_url", refresh_url), ("return_url", return_url)):
         if not url.startswith(("http://", "https://")):
             raise invalid_request("Not a valid URL", param=name)
-    account = live_account(sb, account_id, param="account")
+    account = live_account(sb, account_id, param="account", api_key=call.api_key)
     created = sb.clock.timestamp()
     token = sb.ids.token(32)
     link = {

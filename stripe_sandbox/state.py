@@ -54,6 +54,11 @@ class Private:
     return_urls: dict[str, str] = field(default_factory=dict)
     refund_queue: list[Obj] = field(default_factory=list)
     payout_transactions: dict[str, set[str]] = field(default_factory=dict)
+    # Connect: statuses set on capabilities, accounts with payouts paused, and accounts the
+    # platform lost (id -> "deauthorized" | "deleted").
+    capability_status: dict[str, dict[str, str]] = field(default_factory=dict)
+    payouts_paused: set[str] = field(default_factory=set)
+    revoked_accounts: dict[str, str] = field(default_factory=dict)
 
 
 class Sandbox:

@@ -37,9 +37,11 @@ def test_express_account_create_retrieve_update_delete(client: stripe.StripeClie
     assert [a.id for a in client.v1.accounts.list().data] == [account.id]
     deleted = client.v1.accounts.delete(account.id)
     assert deleted.deleted is True
-    with pytest.raises(stripe.InvalidRequestError) as gone:
+    with pytest.raises(stripe.PermissionError) as gone:
         client.v1.accounts.retrieve(account.id)
-    assert gone.value.code == "resource_missing"
+    assert gone.value.http_status == 403
+    assert gone.value.json_body is not None
+    assert gone.value.json_body["error"]["code"] == "account_invalid"
 
 
 def test_hosted_onboarding_completes_the_account_and_redirects(
@@ -125,7 +127,7 @@ def test_set_requirements_disables_payouts_and_blocks_transfers(
     control.onboard(account.id)
     control.post(
         f"/accounts/{account.id}/requirements",
-        {"currently_due": ["individual.verification.document"]},
+        {"past_due": ["individual.verification.document"]},
     )
     blocked = client.v1.accounts.retrieve(account.id)
     assert blocked.payouts_enabled is False and blocked.requirements is not None

@@ -505,6 +505,79 @@ CASES = [
         "disabled_reason",
     ),
     Case(
+        "control_requirements_unknown_disabled_reason",
+        lambda w: control(
+            w,
+            "POST",
+            f"/accounts/{w.account}/requirements",
+            {"past_due": ["individual.id_number"], "disabled_reason": "bored"},
+        ),
+        "disabled_reason",
+    ),
+    Case(
+        "control_requirements_deadline_already_passed",
+        lambda w: control(
+            w,
+            "POST",
+            f"/accounts/{w.account}/requirements",
+            {"currently_due": ["individual.id_number"], "current_deadline": 1},
+        ),
+        "current_deadline",
+    ),
+    Case(
+        "control_requirements_future_past_due",
+        lambda w: control(
+            w,
+            "POST",
+            f"/accounts/{w.account}/requirements",
+            {"currently_due": ["individual.id_number"], "future_requirements": {"past_due": ["x"]}},
+        ),
+        "future_requirements[past_due]",
+        code="parameter_unknown",
+    ),
+    Case(
+        "control_capabilities_unknown_status",
+        lambda w: control(
+            w, "POST", f"/accounts/{w.account}/capabilities", {"capabilities": {"transfers": "on"}}
+        ),
+        "capabilities[transfers]",
+    ),
+    Case(
+        "control_capabilities_not_requested",
+        lambda w: control(
+            w,
+            "POST",
+            f"/accounts/{w.account}/capabilities",
+            {"capabilities": {"transfers": "inactive", "legacy_payments": "active"}},
+        ),
+        "capabilities[legacy_payments]",
+    ),
+    Case(
+        "control_payouts_enabled_not_a_boolean",
+        lambda w: control(w, "POST", f"/accounts/{w.account}/payouts", {"enabled": "no"}),
+        "enabled",
+    ),
+    Case(
+        "control_deauthorize_unknown_key",
+        lambda w: control(w, "POST", f"/accounts/{w.account}/deauthorize", {"now": True}),
+        "now",
+        code="parameter_unknown",
+    ),
+    Case(
+        "control_deauthorize_unknown_account",
+        lambda w: control(w, "POST", "/accounts/acct_nope/deauthorize"),
+        "id",
+        status=404,
+        code="resource_missing",
+    ),
+    Case(
+        "events_list_as_an_account_not_connected",
+        lambda w: sdk(lambda: w.client.v1.events.list(options={"stripe_account": "acct_nope"})),
+        None,
+        status=403,
+        code="account_invalid",
+    ),
+    Case(
         "control_onboarding_unknown_account",
         lambda w: control(w, "POST", "/accounts/acct_nope/onboarding"),
         "id",
