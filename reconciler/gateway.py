@@ -57,21 +57,37 @@ class StripeNotFound(GatewayError):
     """Stripe has no such object (404 `resource_missing`)."""
 
 
+class AccessRevoked(GatewayError):
+    """Stripe no longer lets the platform act for a connected account (403 `account_invalid`:
+    "Application access may have been revoked"): it was deauthorized or deleted."""
+
+
 def classify(error: stripe.StripeError) -> GatewayError:
     """Turn an SDK error into a GatewayError saying whether to retry."""
     status = error.http_status
     message = f"{type(error).__name__}: {error.user_message or error}"
     retry_after = _retry_after(error.headers or {})
+    # The SDK leaves `code` unset on some errors (a 403's PermissionError); the body has it.
+    code = error.code or _body_code(error)
     if isinstance(error, stripe.APIConnectionError):
         return GatewayError(message, retryable=True)
     if status == 404:
-        return StripeNotFound(message, retryable=False, http_status=status, code=error.code)
+        return StripeNotFound(message, retryable=False, http_status=status, code=code)
+    if status == 403 and code == "account_invalid":
+        return AccessRevoked(message, retryable=False, http_status=status, code=code)
     retryable = status in (409, 429) or (status is not None and status >= 500)
     if (error.headers or {}).get("stripe-should-retry") == "false":
         retryable = False
     return GatewayError(
-        message, retryable=retryable, http_status=status, code=error.code, retry_after=retry_after
+        message, retryable=retryable, http_status=status, code=code, retry_after=retry_after
     )
+
+
+def _body_code(error: stripe.StripeError) -> str | None:
+    body = error.json_body if isinstance(error.json_body, dict) else {}
+    details = body.get("error")
+    code = details.get("code") if isinstance(details, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -31,6 +31,7 @@ from reconciler.db.tables import (
     platform_balance_snapshots,
     refunds,
 )
+from reconciler.errors import AccountCannotReceive
 from reconciler.ledger.balances import account_balance, check_balance_invariant
 from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.payouts import reserve_payout
@@ -253,6 +254,98 @@ async def onboarding_completed_enables_the_merchant(scene: Scene) -> None:
     await scene.assert_journal([])
 
 
+async def connect_state(scene: Scene) -> tuple[str, bool, str, dict[str, Any]]:
+    [(status, payouts_enabled, capabilities, requirements)] = await scene.rows(
+        merchants, "connect_status", "payouts_enabled", "capabilities", "requirements"
+    )
+    return status, payouts_enabled, capabilities.get("transfers", "unknown"), requirements
+
+
+async def transfers_active_with_payouts_disabled_still_pays_the_merchant(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    await scene.world.control_post(f"accounts/{account_id}/payouts", {"enabled": False})
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.settle()
+    # The merchant's own bank payouts are off; ICPay's transfers to them are not.
+    assert (await connect_state(scene))[:3] == ("enabled", False, "active")
+    async with ledger_session(scene.db) as conn:
+        payout_id = await reserve_payout(
+            conn, merchant_id=merchant_id, amount=5000, currency="usd", now=scene.now
+        )
+    await scene.world.client.v1.transfers.create_async(
+        params={
+            "amount": 5000,
+            "currency": "usd",
+            "destination": account_id,
+            "metadata": {"icpay_payout_id": str(payout_id)},
+        }
+    )
+    await scene.settle()
+    assert await scene.rows(payouts, "status") == [("completed",)]
+    await scene.assert_balances(merchant_id, 4000, available=9680 - 5000)
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            ("payout:1:reserved", [(PAYABLE, 5000, 0), (IN_FLIGHT, 0, 5000)]),
+            ("payout:1:transferred", [(IN_FLIGHT, 5000, 0), (AVAILABLE, 0, 5000)]),
+        ]
+    )
+
+
+async def payouts_enabled_without_transfers_cannot_be_paid(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    await scene.world.control_post(
+        f"accounts/{account_id}/capabilities", {"capabilities": {"transfers": "inactive"}}
+    )
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.settle()
+    assert (await connect_state(scene))[:3] == ("restricted", True, "inactive")
+    async with ledger_session(scene.db) as conn:
+        with pytest.raises(AccountCannotReceive, match="transfers capability"):
+            await reserve_payout(
+                conn, merchant_id=merchant_id, amount=5000, currency="usd", now=scene.now
+            )
+    with pytest.raises(stripe.InvalidRequestError) as refused:  # and Stripe agrees
+        await scene.world.client.v1.transfers.create_async(
+            params={"amount": 5000, "currency": "usd", "destination": account_id}
+        )
+    assert refused.value.code == "insufficient_capabilities_for_transfer"
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
+
+
+async def requirements_past_due_restrict_the_merchant(scene: Scene) -> None:
+    _, account_id = await scene.connected_merchant()
+    await scene.world.control_post(
+        f"accounts/{account_id}/requirements",
+        {"currently_due": ["external_account"], "past_due": ["external_account"]},
+    )
+    await scene.settle()
+    status, payouts_enabled, transfers, requirements = await connect_state(scene)
+    assert (status, payouts_enabled, transfers) == ("restricted", False, "inactive")
+    assert requirements["past_due"] == ["external_account"]
+    assert requirements["disabled_reason"] == "requirements.past_due"
+    await scene.assert_journal([])
+
+
+async def deauthorization_with_money_owed_is_reported(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    # An account.updated that may arrive after the disconnection, when Stripe no longer
+    # answers for the account.
+    await scene.world.control_post(f"accounts/{account_id}/payouts", {"enabled": False})
+    await scene.world.control_post(f"accounts/{account_id}/deauthorize")
+    await scene.settle()
+    assert (await connect_state(scene))[:2] == ("deauthorized", False)
+    await scene.assert_balances(merchant_id, 9000, available=9680)  # still owed
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
+    found = await scene.rows(discrepancies, "kind", "object_id", "merchant_id", "ledger_value")
+    assert found == [
+        ("deauthorized_merchant_owed", account_id, merchant_id, {"owed": {"usd": 9000}})
+    ]
+
+
 async def what_is_not_ours_becomes_a_discrepancy_never_a_booking(scene: Scene) -> None:
     merchant_id, account_id = await scene.connected_merchant()
     intent = await scene.world.client.v1.payment_intents.create_async(
@@ -304,5 +397,9 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     transfer_reversed_in_the_dashboard_gives_the_payout_back,
     onboarding_completed_enables_the_merchant,
     what_is_not_ours_becomes_a_discrepancy_never_a_booking,
+    transfers_active_with_payouts_disabled_still_pays_the_merchant,
+    payouts_enabled_without_transfers_cannot_be_paid,
+    requirements_past_due_restrict_the_merchant,
+    deauthorization_with_money_owed_is_reported,
     balance_available_stores_the_platform_balance,
 ]

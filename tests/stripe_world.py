@@ -13,7 +13,7 @@ import stripe
 
 from reconciler.config import Secret
 from reconciler.gateway import RetryPolicy, StripeGateway
-from stripe_sandbox import SandboxClock, run_sandbox
+from stripe_sandbox import RunningSandbox, SandboxClock, run_sandbox
 
 API_KEY = "sk_test_reconciler_tests"
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -35,6 +35,7 @@ class StripeWorld:
     client: stripe.StripeClient
     gateway: StripeGateway
     control: httpx.AsyncClient
+    sandbox: RunningSandbox
 
     async def control_post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         response = await self.control.post(f"/_sandbox/{path}", json=body or {})
@@ -43,11 +44,20 @@ class StripeWorld:
 
     async def events(self) -> list[StoredEvent]:
         """Every event so far, the platform's and each connected account's (read as that
-        account, as Stripe requires), oldest first, as the inbox would store them."""
+        account, as Stripe requires), oldest first, as the inbox would store them. An account
+        the platform lost (deauthorized, deleted) can no longer be read as; its events were
+        still delivered, so they are taken as the sandbox stored them."""
         collected = await self._events_of(None)
         accounts = await self.client.v1.accounts.list_async(params={"limit": 100})
-        for account in accounts.data:
-            collected.extend(await self._events_of(account.id))
+        listed = {account.id for account in accounts.data}
+        for account_id in sorted(listed):
+            collected.extend(await self._events_of(account_id))
+        stored = reversed(self.sandbox.sandbox.store.newest_first("event"))
+        collected.extend(
+            json.loads(json.dumps(event))
+            for event in stored
+            if event.get("account") and event["account"] not in listed
+        )
         collected.sort(key=lambda event: event["created"])  # stable: each list keeps its order
         return [StoredEvent(json.dumps(e), id=n) for n, e in enumerate(collected, start=1)]
 
@@ -86,7 +96,7 @@ async def stripe_world(seed: int = 7) -> AsyncIterator[StripeWorld]:
         gateway = StripeGateway(Secret(API_KEY), sandbox.url, retry=RetryPolicy(base_delay=0.01))
         async with httpx.AsyncClient(base_url=sandbox.url) as control:
             try:
-                yield StripeWorld(sandbox.url, client, gateway, control)
+                yield StripeWorld(sandbox.url, client, gateway, control, sandbox)
             finally:
                 await gateway.aclose()
                 await http.close_async()  # type: ignore[no-untyped-call]

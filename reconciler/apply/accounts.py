@@ -50,26 +50,37 @@ async def apply_deauthorization(ctx: ApplyContext, account_id: str) -> None:
         if merchant is None:
             return
         await mark_deauthorized(tx, merchant.id, now=ctx.clock())
-        owed = {
-            currency: balance
-            for (_, currency), balance in (await running_balances(tx, merchant.id)).items()
-            if balance > 0
-        }
-        if owed:
-            await record_discrepancy(
-                tx,
-                kind="deauthorized_merchant_owed",
-                object_type="account",
-                object_id=account_id,
-                merchant_id=merchant.id,
-                detail=(
-                    f"merchant {merchant.id} disconnected {account_id} while ICPay owes them "
-                    + ", ".join(f"{amount} {currency}" for currency, amount in sorted(owed.items()))
-                ),
-                detected_by=ctx.detected_by,
-                now=ctx.clock(),
-                ledger_value={"owed": owed},
-            )
+        await report_owed_if_deauthorized(ctx, tx, merchant)
+
+
+async def report_owed_if_deauthorized(
+    ctx: ApplyContext, tx: LedgerSession, merchant: Merchant
+) -> None:
+    """Money ICPay owes a merchant who disconnected cannot be paid out: report it, whether
+    it was owed when they left or arrived after (events come in any order)."""
+    if merchant.connect_status != "deauthorized" or merchant.stripe_account_id is None:
+        return
+    owed = {
+        currency: balance
+        for (_, currency), balance in (await running_balances(tx, merchant.id)).items()
+        if balance > 0
+    }
+    if not owed:
+        return
+    await record_discrepancy(
+        tx,
+        kind="deauthorized_merchant_owed",
+        object_type="account",
+        object_id=merchant.stripe_account_id,
+        merchant_id=merchant.id,
+        detail=(
+            f"merchant {merchant.id} disconnected {merchant.stripe_account_id} while ICPay "
+            "owes them " + ", ".join(f"{amount} {currency}" for currency, amount in owed.items())
+        ),
+        detected_by=ctx.detected_by,
+        now=ctx.clock(),
+        ledger_value={"owed": owed},
+    )
 
 
 async def is_deauthorized(tx: LedgerSession, account_id: str) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 from reconciler.apply.context import ApplyContext, StripeRead, StripeReader
 from reconciler.apply.events import event_object
 from reconciler.apply.kinds import KINDS, kind_of
-from reconciler.gateway import StripeNotFound
+from reconciler.gateway import AccessRevoked, StripeNotFound
 from reconciler.ledger.rows import LedgerRow, Merchant
 from reconciler.ledger.session import LedgerSession, ledger_reader
 from reconciler.types import StripeObject
@@ -45,15 +45,16 @@ class StripeMemo:
         self._refunds: dict[str, list[StripeObject]] = {}
 
     async def warm(self, reads: Iterable[StripeRead]) -> None:
-        """Make these reads, a few at a time. An object Stripe does not have is not kept:
-        applying asks again, and the answer is then the event's. Any other failure (the
-        gateway has already retried what can be retried) fails the batch: its events are
-        then applied one at a time, each meeting the error as its own."""
+        """Make these reads, a few at a time. An object Stripe does not have, or no longer
+        lets the platform read (a lost connected account), is not kept: applying asks again,
+        and the answer, which handlers know what to do with, is then the event's. Any other
+        failure (the gateway has already retried what can be retried) fails the batch: its
+        events are then applied one at a time, each meeting the error as its own."""
         gate = asyncio.Semaphore(WARM_CONCURRENCY)
 
         async def read(call: StripeRead) -> None:
             async with gate:
-                with contextlib.suppress(StripeNotFound):
+                with contextlib.suppress(StripeNotFound, AccessRevoked):
                     await self._read(call)
 
         try:

@@ -17,6 +17,7 @@ from reconciler.apply.balance import apply_balance
 from reconciler.apply.context import ApplyContext, StripeRead
 from reconciler.apply.kinds import KINDS, kind_of
 from reconciler.apply.objects import apply_object
+from reconciler.gateway import AccessRevoked
 from reconciler.inbox.envelope import THIN_EVENT_OBJECT
 from reconciler.ledger.session import LedgerSession
 
@@ -69,7 +70,14 @@ async def _account_updated(ctx: ApplyContext, event: Payload) -> None:
         if await is_deauthorized(tx, account_id):
             return  # a late event: Stripe no longer answers for the account, nor can it enable it
     # No rank to order account snapshots by: apply what Stripe says now.
-    await apply_object(ctx, await KINDS["account"].fetch(ctx.stripe, account_id))
+    try:
+        account = await KINDS["account"].fetch(ctx.stripe, account_id)
+    except AccessRevoked:
+        # Stripe no longer answers for it: the platform lost the account, whether or not
+        # the deauthorization's own event has arrived yet.
+        await apply_deauthorization(ctx, account_id)
+        return
+    await apply_object(ctx, account)
 
 
 @handles("account.application.deauthorized")

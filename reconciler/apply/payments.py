@@ -11,6 +11,7 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
+from reconciler.apply.accounts import report_owed_if_deauthorized
 from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
 from reconciler.ledger.payments import (
     advance_payment,
@@ -81,6 +82,7 @@ async def apply_payment_intent(ctx: ApplyContext, intent: StripeObject) -> None:
         )
         if charge is not None:
             await _settle(tx, payment.id, charge, ctx)
+        await _owed_after(ctx, tx, payment)
 
 
 def intent_rows(intent: StripeObject) -> list[RowWanted]:
@@ -134,6 +136,7 @@ async def apply_charge(ctx: ApplyContext, charge: StripeObject) -> StripeObject 
                 from_snapshot=True,
             )
             await _settle(tx, payment.id, charge, ctx)
+            await _owed_after(ctx, tx, payment)
     return charge
 
 
@@ -226,6 +229,11 @@ async def _settle(
     tx.update(payment, now=now, available_on=transaction.get("available_on"))
     if transaction.get("status") == "available":
         await release_funds(tx, payment_id, now=now)
+
+
+async def _owed_after(ctx: ApplyContext, tx: LedgerSession, payment: Payment) -> None:
+    if payment.status in PAYMENT_CAPTURED:  # the merchant's share is now owed to them
+        await report_owed_if_deauthorized(ctx, tx, await tx.get(Merchant, payment.merchant_id))
 
 
 def charged(payment: Payment) -> tuple[int, str]:
