@@ -53,6 +53,7 @@ async def reserve_payout(
         Payout,
         merchant_id=merchant_id,
         stripe_transfer_id=None,
+        destination=merchant.stripe_account_id,
         currency=currency,
         amount=amount,
         amount_reversed=0,
