@@ -20,6 +20,7 @@ REPORTING_CATEGORY = {
     "transfer_refund": "transfer_reversal",
     "payout": "payout",
     "adjustment": "other_adjustment",
+    "topup": "topup",
 }
 
 
@@ -111,6 +112,12 @@ def balance_object(sb: Sandbox) -> Obj:
             {"amount": v["pending"], "currency": c, "source_types": {"card": v["pending"]}}
             for c, v in sums.items()
         ],
+        # Funds set aside ahead for refunds and disputes (API 2025-05-28.basil): the sandbox
+        # never sets any aside, so they are always zero.
+        "refund_and_dispute_prefunding": {
+            side: [{"amount": 0, "currency": c, "source_types": {"card": 0}} for c in sums]
+            for side in ("available", "pending")
+        },
     }
 
 

@@ -27,3 +27,9 @@ class SandboxSettings:
     hang_seconds: float = 30.0
     # Events older than this are gone from /v1/events, like Stripe's 30-day retention.
     event_retention_days: int = 30
+    # A card refund can be canceled from the Dashboard this long after it succeeded. Stripe
+    # says only "a very short window" (support.stripe.com/questions/canceling-a-refund).
+    refund_cancel_window: float = 1_800.0
+    # Idempotency keys are kept at least this long (sandbox seconds), then pruned, as Stripe
+    # prunes keys "at least 24 hours old" (docs.stripe.com/api/idempotent_requests).
+    idempotency_key_ttl: float = 86_400.0
