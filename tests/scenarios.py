@@ -197,6 +197,108 @@ async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -
     )
 
 
+async def refund_canceled_after_success_gives_the_money_back(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    refund = await scene.world.control_post(
+        "dashboard/refunds", {"payment_intent": intent.id, "amount": 2500}
+    )
+    assert refund["status"] == "succeeded"
+    # Canceled from the Dashboard in the short while Stripe allows after it succeeded.
+    await scene.world.control_post(f"dashboard/refunds/{refund['id']}/cancel")
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status", "source") == [
+        (2500, "canceled", "dashboard")
+    ]
+    assert await scene.rows(payments, "status", "amount_refunded") == [("succeeded", 0)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            ("refund:1:booked", [(PAYABLE, 2500, 0), (AVAILABLE, 0, 2500)]),
+            ("refund:1:returned", [(PAYABLE, 0, 2500), (AVAILABLE, 2500, 0)]),
+        ]
+    )
+
+
+async def _transfer(scene: Scene, account_id: str, payout_id: int, amount: int) -> Any:
+    return await scene.world.client.v1.transfers.create_async(
+        params={
+            "amount": amount,
+            "currency": "usd",
+            "destination": account_id,
+            "metadata": {"icpay_payout_id": str(payout_id)},
+        }
+    )
+
+
+async def _reserve(scene: Scene, merchant_id: int, amount: int) -> int:
+    async with ledger_session(scene.db) as conn:
+        return await reserve_payout(
+            conn, merchant_id=merchant_id, amount=amount, currency="usd", now=scene.now
+        )
+
+
+async def refund_held_for_funds_refuses_a_transfer_then_both_settle(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    first = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")  # 96.80 available
+    await scene.world.pay(merchant_id, 10000, "pm_card_visa")  # 96.80 pending for two days
+    await scene.settle()
+    paid_out = await _transfer(scene, account_id, await _reserve(scene, merchant_id, 9000), 9000)
+    # 6.80 available: Stripe takes the 50.00 refund at once, below zero, and holds it.
+    refund = await scene.world.control_post(
+        "dashboard/refunds", {"payment_intent": first.id, "amount": 5000}
+    )
+    assert (refund["status"], refund["pending_reason"]) == ("pending", "insufficient_funds")
+    second_payout = await _reserve(scene, merchant_id, 500)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await _transfer(scene, account_id, second_payout, 500)
+    assert refused.value.code == "balance_insufficient"
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status") == [(5000, "pending")]
+    open_now = await scene.rows(discrepancies, "kind", "object_id", "status")
+    assert open_now == [("refund_waiting_for_funds", refund["id"], "open")]
+
+    # The second payment's funds arrive: the refund is paid, and the transfer goes through.
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    transfer = await _transfer(scene, account_id, second_payout, 500)
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status") == [(5000, "succeeded")]
+    assert await scene.rows(payouts, "amount", "status", "stripe_transfer_id") == [
+        (9000, "completed", paid_out.id),
+        (500, "completed", transfer.id),
+    ]
+    found = await scene.rows(discrepancies, "kind", "status")
+    assert all(status != "open" for _, status in found), found
+    # 2 x 90.00 earned, 90.00 and 5.00 paid out, 50.00 refunded; Stripe holds 48.60.
+    await scene.assert_balances(merchant_id, 3500, available=4860)
+    second_paid = [
+        (
+            "payment:2:succeeded",
+            [
+                ("merchant:1:payable", 0, 9000),
+                ("platform:fee_revenue", 0, 1000),
+                (PENDING, 10000, 0),
+            ],
+        ),
+        ("payment:2:stripe_fee", [("platform:stripe_fees", 320, 0), (PENDING, 0, 320)]),
+        ("payment:2:funds_available", [(AVAILABLE, 9680, 0), (PENDING, 0, 9680)]),
+    ]
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            *second_paid,
+            ("payout:1:reserved", [(PAYABLE, 9000, 0), (IN_FLIGHT, 0, 9000)]),
+            ("payout:1:transferred", [(IN_FLIGHT, 9000, 0), (AVAILABLE, 0, 9000)]),
+            ("refund:1:booked", [(PAYABLE, 5000, 0), (AVAILABLE, 0, 5000)]),
+            ("payout:2:reserved", [(PAYABLE, 500, 0), (IN_FLIGHT, 0, 500)]),
+            ("payout:2:transferred", [(IN_FLIGHT, 500, 0), (AVAILABLE, 0, 500)]),
+        ]
+    )
+
+
 async def transfer_reversed_in_the_dashboard_gives_the_payout_back(scene: Scene) -> None:
     merchant_id, account_id = await scene.connected_merchant()
     await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
@@ -401,6 +503,8 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     full_refund_keeps_the_fee_and_reports_what_the_merchant_owes,
     refund_fail_card_refund_fails_and_gives_the_money_back,
     transfer_reversed_in_the_dashboard_gives_the_payout_back,
+    refund_canceled_after_success_gives_the_money_back,
+    refund_held_for_funds_refuses_a_transfer_then_both_settle,
     onboarding_completed_enables_the_merchant,
     what_is_not_ours_becomes_a_discrepancy_never_a_booking,
     transfers_active_with_payouts_disabled_still_pays_the_merchant,
