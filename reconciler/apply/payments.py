@@ -11,8 +11,8 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.accounts import report_owed_if_deauthorized
 from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
+from reconciler.apply.merchant_balance import report_owed_if_deauthorized
 from reconciler.ledger.payments import (
     advance_payment,
     create_payment,
