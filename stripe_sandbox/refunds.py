@@ -99,8 +99,7 @@ def refund_charge(sb: Sandbox, params: Params) -> Obj:
     previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
     charge["amount_refunded"] += amount
     charge["refunded"] = charge["amount_refunded"] == charge["amount"]
-    queued = [r for r in sb.private.refund_queue if r["currency"] == refund["currency"]]
-    if not queued and money.available(sb, refund["currency"]) >= amount:
+    if not sb.private.refund_queue and _covered(sb, refund):
         _take_funds(sb, refund)
     else:
         sb.private.refund_queue.append(refund)
@@ -141,14 +140,23 @@ def _target_charge(sb: Sandbox, params: Params) -> Obj:
     return charge
 
 
+def _covered(sb: Sandbox, refund: Obj) -> bool:
+    """Whether the available balance pays the refund (converted at today's rate, as Stripe
+    converts a refund of a converted payment)."""
+    amount, currency, _ = money.settled(sb, refund["amount"], refund["currency"])
+    return money.available(sb, currency) >= amount
+
+
 def _take_funds(sb: Sandbox, refund: Obj) -> None:
+    amount, currency, rate = money.settled(sb, refund["amount"], refund["currency"])
     txn = money.add_transaction(
         sb,
         type_="refund",
-        amount=-refund["amount"],
-        currency=refund["currency"],
+        amount=-amount,
+        currency=currency,
         source=refund["id"],
         description="REFUND FOR CHARGE",
+        exchange_rate=rate,
     )
     refund["balance_transaction"] = txn["id"]
     refund["status"] = "succeeded"
@@ -164,14 +172,12 @@ def _take_funds(sb: Sandbox, refund: Obj) -> None:
 
 def process_queue(sb: Sandbox) -> None:
     """Pay refunds waiting for funds, oldest first, while the available balance covers them."""
+    # Every refund is paid from the one usd balance: the oldest waiting blocks the others.
     waiting: list[Obj] = []
-    blocked: set[str] = set()
     for refund in sb.private.refund_queue:
         if refund["status"] != "pending":
             continue
-        currency = refund["currency"]
-        if currency in blocked or money.available(sb, currency) < refund["amount"]:
-            blocked.add(currency)
+        if waiting or not _covered(sb, refund):
             waiting.append(refund)
             continue
         _take_funds(sb, refund)
@@ -185,13 +191,16 @@ def _fail(sb: Sandbox, refund_id: str) -> None:
     refund = sb.store.get("refund", refund_id)
     if refund["status"] != "succeeded":
         return
+    # The failure gives back what the refund took, at the refund's rate.
+    taken = sb.store.get("balance_transaction", refund["balance_transaction"])
     txn = money.add_transaction(
         sb,
         type_="refund_failure",
-        amount=refund["amount"],
-        currency=refund["currency"],
+        amount=-taken["amount"],
+        currency=taken["currency"],
         source=refund["id"],
         description="REFUND FAILURE",
+        exchange_rate=taken["exchange_rate"],
     )
     refund.update(
         status="failed",
