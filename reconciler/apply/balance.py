@@ -10,8 +10,11 @@ from sqlalchemy import select
 from reconciler.apply.context import ApplyContext
 from reconciler.db.tables import payments, platform_balance_snapshots
 from reconciler.ledger.payments import release_funds
+from reconciler.ledger.platform_balance import PlatformBalance, platform_balance
 from reconciler.ledger.rows import Payment
+from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED
+from reconciler.reconcile.discrepancies import record_discrepancy, resolve_discrepancy
 from reconciler.types import StripeObject
 
 
@@ -40,6 +43,9 @@ async def apply_balance(
                     taken_at=as_of,
                 )
             )
+            newest = await platform_balance(tx, currency)
+            assert newest is not None  # just stored
+            await _follow_negative(ctx, tx, newest)
         due = await tx.execute(
             select(payments.c.id, payments.c.merchant_id).where(
                 payments.c.funds_available.is_(False),
@@ -54,6 +60,38 @@ async def apply_balance(
         await tx.load(Payment, "id", [payment_id for payment_id, _ in released])
         for payment_id, _ in released:
             await release_funds(tx, payment_id, now=now)
+
+
+async def _follow_negative(ctx: ApplyContext, tx: LedgerSession, newest: PlatformBalance) -> None:
+    """Stripe takes refunds from the available balance at once, even below zero, and holds
+    them (the customer unpaid) until the balance is positive again; no transfer can be made
+    meanwhile. A person must add funds, so a negative balance stays open until the newest
+    snapshot is not negative (a late, older one changes nothing)."""
+    currency, available, as_of = newest.currency, newest.available, newest.as_of
+    if not newest.refunds_held:
+        await resolve_discrepancy(
+            tx,
+            kind="negative_platform_balance",
+            object_type="balance",
+            object_id=currency,
+            resolution=f"available {available} {currency} as of {as_of.isoformat()}",
+            resolved_by=ctx.detected_by,
+            now=ctx.clock(),
+        )
+        return
+    await record_discrepancy(
+        tx,
+        kind="negative_platform_balance",
+        object_type="balance",
+        object_id=currency,
+        detail=(
+            f"the platform's available Stripe balance is {available} {currency}: refunds "
+            "wait for funds and no payout can be made until it is topped up"
+        ),
+        detected_by=ctx.detected_by,
+        now=ctx.clock(),
+        stripe_value={"available": available, "currency": currency, "as_of": as_of.isoformat()},
+    )
 
 
 async def apply_fetched_balance(ctx: ApplyContext, balance: StripeObject) -> None:

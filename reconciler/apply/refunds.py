@@ -24,7 +24,7 @@ from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
-from reconciler.reconcile.discrepancies import record_discrepancy
+from reconciler.reconcile.discrepancies import record_discrepancy, resolve_discrepancy
 from reconciler.types import StripeObject
 
 
@@ -47,6 +47,44 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
             failure_reason=refund.get("failure_reason"),
             from_snapshot=True,
         )
+        await _follow_waiting_for_funds(ctx, tx, row, refund)
+
+
+async def _follow_waiting_for_funds(
+    ctx: ApplyContext, tx: LedgerSession, row: Refund, refund: StripeObject
+) -> None:
+    """A refund Stripe holds because the platform's balance is short has left the balance
+    already, but the customer has not been paid: open while it waits (a person tops the
+    balance up), closed once it has moved on. Judged on the ledger's status after applying,
+    so a stale pending snapshot arriving late opens nothing."""
+    waiting = row.status == "pending" and refund.get("pending_reason") == "insufficient_funds"
+    if not waiting:
+        if row.status != "pending":
+            await resolve_discrepancy(
+                tx,
+                kind="refund_waiting_for_funds",
+                object_type="refund",
+                object_id=refund["id"],
+                resolution=f"the refund is {row.status}",
+                resolved_by=ctx.detected_by,
+                now=ctx.clock(),
+            )
+        return
+    await record_discrepancy(
+        tx,
+        kind="refund_waiting_for_funds",
+        object_type="refund",
+        object_id=refund["id"],
+        merchant_id=row.merchant_id,
+        detail=(
+            f"refund {refund['id']} of {row.amount} {row.currency} waits for the platform's "
+            "Stripe balance to cover it: the customer is not paid until funds are added"
+        ),
+        detected_by=ctx.detected_by,
+        now=ctx.clock(),
+        ledger_value={"refund": row.id, "status": row.status},
+        stripe_value={"status": refund["status"], "pending_reason": "insufficient_funds"},
+    )
 
 
 def refund_rows(refund: StripeObject) -> list[RowWanted]:

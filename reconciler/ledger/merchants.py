@@ -80,12 +80,18 @@ def can_receive_transfers(merchant: Merchant) -> bool:
 
 
 async def create_merchant(
-    tx: LedgerSession, *, name: str, now: datetime, stripe_account_id: str | None = None
+    tx: LedgerSession,
+    *,
+    name: str,
+    now: datetime,
+    stripe_account_id: str | None = None,
+    email: str | None = None,
 ) -> int:
     state = ConnectState()
     merchant = await tx.insert(
         Merchant,
         name=name,
+        email=email,
         stripe_account_id=stripe_account_id,
         connect_status=connect_status(stripe_account_id, state),
         charges_enabled=state.charges_enabled,

@@ -75,6 +75,7 @@ class Merchant(LedgerRow):
 
     id: int
     name: str
+    email: str | None
     stripe_account_id: str | None
     connect_status: str
     charges_enabled: bool

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from reconciler.db.dialect import insert_for
 from reconciler.db.tables import discrepancies
@@ -27,6 +27,8 @@ KINDS = (
     "events_past_retention",
     "deauthorized_merchant_owed",
     "unsupported_currency",
+    "negative_platform_balance",
+    "refund_waiting_for_funds",
 )
 
 
@@ -64,6 +66,40 @@ async def record_discrepancy(
         .on_conflict_do_nothing(
             index_elements=["kind", "object_type", "object_id"],
             index_where=text("status = 'open'"),
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def resolve_discrepancy(
+    conn: Queryable,
+    *,
+    kind: str,
+    object_type: str,
+    object_id: str,
+    resolution: str,
+    resolved_by: str,
+    now: datetime,
+) -> bool:
+    """Close the open discrepancy of this kind and object, if there is one, saying what ended
+    it. Returns whether one was open. For differences that end by themselves (a refund that
+    was waiting for funds has been paid), so only what still needs a person stays open."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown discrepancy kind {kind!r}")
+    result = await conn.execute(
+        update(discrepancies)
+        .where(
+            discrepancies.c.kind == kind,
+            discrepancies.c.object_type == object_type,
+            discrepancies.c.object_id == object_id,
+            discrepancies.c.status == "open",
+        )
+        .values(
+            status="resolved",
+            resolution=resolution,
+            resolved_by=resolved_by,
+            resolved_at=now,
+            updated_at=now,
         )
     )
     return bool(result.rowcount)
