@@ -7,6 +7,7 @@ from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
 from reconciler.ledger.balances import running_balances
+from reconciler.ledger.connected_accounts import link_account, owner_of
 from reconciler.ledger.merchants import ConnectState, mark_deauthorized, set_connect_state
 from reconciler.ledger.rows import Merchant
 from reconciler.ledger.session import LedgerSession
@@ -24,11 +25,15 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
     async with ctx.write() as tx:
         merchant = await _find.merchant_by_account(tx, account["id"])
         if merchant is None:
+            if await owner_of(tx, account["id"]) is not None:
+                return  # an account its merchant left behind: what it says is not theirs now
             merchant = await _find.merchant_by_id(tx, metadata_int(account, "icpay_account_id"))
             if merchant is not None:  # decided on current data: another may claim it first
                 merchant = await tx.lock_merchant(merchant.id)
             if merchant is not None and merchant.stripe_account_id is None:
-                tx.update(merchant, now=now, stripe_account_id=account["id"])
+                # Ours, made for this merchant, its id lost (a crash after Stripe answered).
+                country = account.get("country")
+                await link_account(tx, merchant.id, account["id"], country=country, now=now)
             elif merchant is None or merchant.stripe_account_id != account["id"]:
                 await report_unattributed(ctx, tx, account, "connected account of no merchant")
                 return

@@ -92,6 +92,7 @@ def _mismatch(payout: Payout, transfer: StripeObject, merchant: Merchant | None)
     if int(transfer["amount"]) != payout.amount or transfer["currency"] != payout.currency:
         return f"amount {transfer['amount']} {transfer['currency']} is not {payout.amount}"
     destination = stripe_id(transfer.get("destination"))
-    if merchant is None or destination != merchant.stripe_account_id:
-        return f"destination {destination} is not the merchant's account"
+    expected = payout.destination or (merchant.stripe_account_id if merchant else None)
+    if destination is None or destination != expected:
+        return f"destination {destination} is not the account the payout is for ({expected})"
     return ""

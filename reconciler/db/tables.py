@@ -135,6 +135,9 @@ payouts = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
     Column("stripe_transfer_id", String(64), unique=True),
+    # The connected account the payout is for, fixed when it is accepted: a merchant who
+    # reconnects later does not redirect money already on its way.
+    Column("destination", String(64)),
     Column("currency", String(3), nullable=False),
     Column("amount", Amount, nullable=False),
     Column("amount_reversed", Amount, nullable=False),
@@ -275,4 +278,18 @@ api_tokens = Table(
     CheckConstraint(
         "(role = 'merchant') = (merchant_id IS NOT NULL)", "merchant_tokens_name_a_merchant"
     ),
+)
+
+# Every Stripe account ever linked to a merchant. `merchants.stripe_account_id` is the current
+# one; an account unlinked (disconnected, or replaced before onboarding) keeps its row, so its
+# late events are known for what they are and never link it again.
+connected_accounts = Table(
+    "connected_accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("stripe_account_id", String(64), nullable=False, unique=True),
+    Column("country", String(2)),
+    Column("linked_at", UTCDateTime(), nullable=False),
+    Column("unlinked_at", UTCDateTime()),
 )

@@ -144,6 +144,7 @@ class Payout(LedgerRow):
     id: int
     merchant_id: int
     stripe_transfer_id: str | None
+    destination: str | None
     currency: str
     amount: int
     amount_reversed: int
