@@ -98,8 +98,10 @@ def refund_charge(sb: Sandbox, params: Params) -> Obj:
         "pending_reason": "insufficient_funds",
         "transfer_reversal": None,
     }
-    covered = not _waiting(sb, refund["currency"]) and (
-        money.available(sb, refund["currency"]) >= amount
+    # Converted at today's rate, as Stripe converts a refund of a converted payment.
+    settled_amount, settled_currency, _ = money.settled(sb, amount, refund["currency"])
+    covered = not _waiting(sb, settled_currency) and (
+        money.available(sb, settled_currency) >= settled_amount
     )
     sb.store.add(refund)
     previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
@@ -147,19 +149,28 @@ def _target_charge(sb: Sandbox, params: Params) -> Obj:
     return charge
 
 
+def _taken(sb: Sandbox, refund: Obj) -> tuple[int, str]:
+    """What the refund took from the balance: amount and currency (after any conversion)."""
+    txn = sb.store.get("balance_transaction", refund["balance_transaction"])
+    return -int(txn["amount"]), str(txn["currency"])
+
+
 def _waiting(sb: Sandbox, currency: str) -> bool:
-    return any(r["currency"] == currency for r in sb.private.refund_queue)
+    """Refunds wait in the balance's currency: a converted one waits with the others."""
+    return any(_taken(sb, r)[1] == currency for r in sb.private.refund_queue)
 
 
 def _take_funds(sb: Sandbox, refund: Obj) -> None:
     # Taken at once, covered or not: money owed to a customer must not stay spendable.
+    amount, currency, rate = money.settled(sb, refund["amount"], refund["currency"])
     txn = money.add_transaction(
         sb,
         type_="refund",
-        amount=-refund["amount"],
-        currency=refund["currency"],
+        amount=-amount,
+        currency=currency,
         source=refund["id"],
         description="REFUND FOR CHARGE",
+        exchange_rate=rate,
     )
     refund["balance_transaction"] = txn["id"]
 
@@ -187,14 +198,15 @@ def process_queue(sb: Sandbox) -> None:
     every one of them is.
     """
     waiting = [r for r in sb.private.refund_queue if r["status"] == "pending"]
+    taken = {r["id"]: _taken(sb, r) for r in waiting}
     newer: dict[str, int] = {}  # per currency: what the refunds after this one took
-    for refund in waiting:
-        newer[refund["currency"]] = newer.get(refund["currency"], 0) + refund["amount"]
+    for amount, currency in taken.values():
+        newer[currency] = newer.get(currency, 0) + amount
     available: dict[str, int] = {}
     still: list[Obj] = []
     for refund in waiting:
-        currency = refund["currency"]
-        newer[currency] -= refund["amount"]
+        amount, currency = taken[refund["id"]]
+        newer[currency] -= amount
         if currency not in available:
             available[currency] = money.available(sb, currency)
         if available[currency] + newer[currency] < 0:
@@ -232,14 +244,17 @@ def _closing(refund: Obj) -> Obj:
 
 
 def _return_funds(sb: Sandbox, refund: Obj, reason: str, description: str) -> None:
-    """Give a failed or canceled refund's amount back to the balance and to its charge."""
+    """Give a failed or canceled refund's amount back to the balance (what it took, at the
+    refund's own rate) and to its charge."""
+    taken = sb.store.get("balance_transaction", refund["balance_transaction"])
     txn = money.add_transaction(
         sb,
         type_="refund_failure",
-        amount=refund["amount"],
-        currency=refund["currency"],
+        amount=-taken["amount"],
+        currency=taken["currency"],
         source=refund["id"],
         description=description,
+        exchange_rate=taken["exchange_rate"],
     )
     refund.pop("pending_reason", None)
     refund.update(failure_balance_transaction=txn["id"], failure_reason=reason)

@@ -48,6 +48,8 @@ class Private:
 
     payment_method_cards: dict[str, Card] = field(default_factory=dict)
     charge_cards: dict[str, Card] = field(default_factory=dict)
+    # A charge's balance transaction, also while asynchronous capture has not attached it.
+    charge_transactions: dict[str, str] = field(default_factory=dict)
     endpoint_secrets: dict[str, str] = field(default_factory=dict)
     connect_endpoints: set[str] = field(default_factory=set)
     account_links: dict[str, Obj] = field(default_factory=dict)

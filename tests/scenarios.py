@@ -8,6 +8,10 @@ service (with duplicates, reordering and drops). Both must end in the same ledge
 
 Each payment is 100.00 USD with ICPay's fee at 10%: the merchant's share is 90.00, Stripe's
 fee 2.9% + 30c = 3.20, the net 96.80.
+
+Captured asynchronously (`POST /_sandbox/settings {"async_capture": true}`), a charge shows
+its balance transaction only a moment of sandbox time after it succeeded (`charge.updated`):
+until then Stripe's fee is unknown and nothing is released, whatever balance.available said.
 """
 
 from __future__ import annotations
@@ -495,6 +499,122 @@ async def balance_available_stores_the_platform_balance(scene: Scene) -> None:
     await scene.assert_journal(PAID + AVAILABLE_NOW)
 
 
+ASYNC_CAPTURE = {"async_capture": True, "balance_transaction_delay": 5}
+SUCCEEDED_ONLY = PAID[:1]
+
+
+async def async_capture_funds_available_before_the_charge_shows_its_transaction(
+    scene: Scene,
+) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.control_post("settings", ASYNC_CAPTURE)
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.settle()
+    # balance.available came first; the charge has no balance transaction yet.
+    assert await scene.rows(payments, "status", "stripe_fee", "funds_available") == [
+        ("succeeded", None, False)
+    ]
+    await scene.assert_balances(merchant_id, 9000, available=0)
+    await scene.assert_journal(SUCCEEDED_ONLY)
+
+    await scene.world.control_post("clock/advance", {"seconds": 5})  # charge.updated
+    await scene.settle()
+    assert await scene.rows(payments, "status", "stripe_fee", "funds_available") == [
+        ("succeeded", 320, True)
+    ]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
+
+
+async def async_capture_the_charge_shows_its_transaction_before_funds_are_available(
+    scene: Scene,
+) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.control_post("settings", ASYNC_CAPTURE)
+    await scene.world.pay(merchant_id, 10000, "pm_card_visa")
+    await scene.settle()
+    assert await scene.rows(payments, "stripe_fee", "funds_available") == [(None, False)]
+    await scene.assert_journal(SUCCEEDED_ONLY)
+
+    await scene.world.control_post("clock/advance", {"seconds": 5})  # charge.updated
+    await scene.settle()
+    assert await scene.rows(payments, "stripe_fee", "funds_available") == [(320, False)]
+    await scene.assert_balances(merchant_id, 9000, available=0)
+    await scene.assert_journal(PAID)
+
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    await scene.settle()  # balance.available
+    assert await scene.rows(payments, "stripe_fee", "funds_available") == [(320, True)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
+
+
+# 100.00 EUR settled as 108.00 USD (the sandbox's rate, 1.08): ICPay's 10% is 10.80, the
+# merchant's share 97.20; Stripe's fee 2.9% + 30c (3.43) + 1% conversion (1.08) = 4.51.
+EUR_PAID = [
+    (
+        "payment:1:succeeded",
+        [(PAYABLE, 0, 9720), ("platform:fee_revenue", 0, 1080), (PENDING, 10800, 0)],
+    ),
+    ("payment:1:stripe_fee", [("platform:stripe_fees", 451, 0), (PENDING, 0, 451)]),
+    ("payment:1:funds_available", [(AVAILABLE, 10349, 0), (PENDING, 0, 10349)]),
+]
+
+
+async def eur_payment_is_booked_in_usd_as_stripe_settled_it(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending", currency="eur")
+    await scene.settle()
+    assert await scene.rows(
+        payments,
+        "amount",
+        "currency",
+        "presentment_amount",
+        "presentment_currency",
+        "status",
+        "platform_fee",
+        "stripe_fee",
+        "funds_available",
+    ) == [(10800, "usd", 10000, "eur", "succeeded", 1080, 451, True)]
+    await scene.assert_balances(merchant_id, 9720, available=10349)
+    await scene.assert_journal(EUR_PAID)
+    found = await scene.rows(
+        discrepancies, "kind", "object_id", "merchant_id", "ledger_value", "stripe_value"
+    )
+    assert found == [
+        (
+            "unsupported_currency",
+            intent.id,
+            merchant_id,
+            {"amount": 10800, "currency": "usd"},
+            {"amount": 10000, "currency": "eur", "exchange_rate": 1.08},
+        )
+    ]
+
+
+async def eur_payment_captured_asynchronously_is_booked_once_stripe_settles_it(
+    scene: Scene,
+) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.control_post("settings", ASYNC_CAPTURE)
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending", currency="eur")
+    await scene.settle()
+    # What it settles as is not known yet: nothing to book, nothing to report yet.
+    assert await scene.rows(payments, "id") == []
+    assert await scene.rows(discrepancies, "kind") == []
+    await scene.assert_journal([])
+
+    await scene.world.control_post("clock/advance", {"seconds": 5})  # charge.updated
+    await scene.settle()
+    assert await scene.rows(
+        payments, "amount", "currency", "presentment_amount", "stripe_fee", "funds_available"
+    ) == [(10800, "usd", 10000, 451, True)]
+    await scene.assert_balances(merchant_id, 9720, available=10349)
+    await scene.assert_journal(EUR_PAID)
+    found = await scene.rows(discrepancies, "kind", "object_id", "ledger_value")
+    assert found == [("unsupported_currency", intent.id, {"amount": 10800, "currency": "usd"})]
+
+
 SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     visa_payment_is_pending_then_available,
     bypass_pending_card_is_available_at_once,
@@ -512,4 +632,8 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     requirements_past_due_restrict_the_merchant,
     deauthorization_with_money_owed_is_reported,
     balance_available_stores_the_platform_balance,
+    async_capture_funds_available_before_the_charge_shows_its_transaction,
+    async_capture_the_charge_shows_its_transaction_before_funds_are_available,
+    eur_payment_is_booked_in_usd_as_stripe_settled_it,
+    eur_payment_captured_asynchronously_is_booked_once_stripe_settles_it,
 ]

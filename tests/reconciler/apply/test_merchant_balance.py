@@ -111,34 +111,3 @@ async def test_a_negative_balance_follows_each_refund_and_closes_when_made_good(
     assert await rows(db, "resolved") == [
         ("negative_merchant_balance", {"balances": {"usd": -1000}})
     ]
-
-
-async def test_a_converted_payment_reported_before_it_settled_says_it_is_booked(
-    db: Database, now: datetime
-) -> None:
-    class Converted:
-        async def charge(self, charge_id: str) -> dict[str, Any]:
-            return {
-                "id": charge_id,
-                "object": "charge",
-                "status": "succeeded",
-                "amount": 10000,
-                "currency": "eur",
-                "payment_intent": "pi_eur",
-                "balance_transaction": {
-                    "amount": 10800,
-                    "currency": "usd",
-                    "fee": 300,
-                    "status": "pending",
-                    "exchange_rate": 1.08,
-                },
-            }
-
-    async with ledger_session(db) as tx:
-        merchant_id = await payable_merchant(tx, now)
-    ctx = ApplyContext(db=db, stripe=Converted(), fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
-    eur = {**intent("pi_eur", 10000, merchant_id), "currency": "eur"}
-    await apply_object(ctx, eur)  # no charge yet: reported, not booked
-    assert await rows(db) == [("unsupported_currency", None)]
-    await apply_object(ctx, {**eur, "latest_charge": "ch_1"})  # booked at 108.00 USD
-    assert await rows(db) == [("unsupported_currency", {"amount": 10800, "currency": "usd"})]
