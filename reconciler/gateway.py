@@ -168,7 +168,13 @@ class StripeGateway:
         )
 
     async def refund(self, refund_id: str) -> StripeObject:
-        return await self._call("refund", lambda: self._client.v1.refunds.retrieve_async(refund_id))
+        """With its balance transaction expanded (what it took, in the balance's currency)."""
+        return await self._call(
+            "refund",
+            lambda: self._client.v1.refunds.retrieve_async(
+                refund_id, params={"expand": ["balance_transaction"]}
+            ),
+        )
 
     async def _list_all(
         self, what: str, page_after: Callable[[str | None], Awaitable[stripe.StripeObject]]

@@ -592,6 +592,33 @@ async def eur_payment_is_booked_in_usd_as_stripe_settled_it(scene: Scene) -> Non
     ]
 
 
+async def eur_refund_is_booked_at_the_usd_stripe_took_for_it(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending", currency="eur")
+    # The euro is dearer by the time of the refund: 25.00 EUR now costs 28.00 USD.
+    await scene.world.control_post("settings", {"exchange_rates": {"eur": 1.12}})
+    refund = await scene.world.control_post(
+        "dashboard/refunds", {"payment_intent": intent.id, "amount": 2500}
+    )
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "currency", "status", "source") == [
+        (2800, "usd", "succeeded", "dashboard")
+    ]
+    assert await scene.rows(payments, "status", "amount_refunded") == [("partially_refunded", 2800)]
+    await scene.assert_balances(merchant_id, 9720 - 2800, available=10349 - 2800)
+    await scene.assert_journal(
+        [*EUR_PAID, ("refund:1:booked", [(PAYABLE, 2800, 0), (AVAILABLE, 0, 2800)])]
+    )
+    found = await scene.rows(discrepancies, "kind", "object_id", "ledger_value")
+    assert sorted(found, key=str) == sorted(
+        [
+            ("unsupported_currency", intent.id, {"amount": 10800, "currency": "usd"}),
+            ("unsupported_currency", refund["id"], {"amount": 2800, "currency": "usd"}),
+        ],
+        key=str,
+    )
+
+
 async def eur_payment_captured_asynchronously_is_booked_once_stripe_settles_it(
     scene: Scene,
 ) -> None:
@@ -635,5 +662,6 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     async_capture_funds_available_before_the_charge_shows_its_transaction,
     async_capture_the_charge_shows_its_transaction_before_funds_are_available,
     eur_payment_is_booked_in_usd_as_stripe_settled_it,
+    eur_refund_is_booked_at_the_usd_stripe_took_for_it,
     eur_payment_captured_asynchronously_is_booked_once_stripe_settles_it,
 ]

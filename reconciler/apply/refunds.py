@@ -34,6 +34,8 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
     if intent_id and not await _payment_captured(ctx, refund):
         # The intent's own events may be late: bring the payment up to date first.
         await apply_payment_intent(ctx, await ctx.stripe.payment_intent(intent_id))
+    if await _needs_settlement(ctx, refund):
+        refund = await ctx.stripe.refund(refund["id"])  # before the transaction: it reads Stripe
     now = ctx.clock()
     async with ctx.write() as tx:
         row = await _refund_row(ctx, tx, refund)
@@ -104,7 +106,33 @@ async def refund_reads(tx: LedgerSession, refund: StripeObject) -> list[StripeRe
     payment = await _payment_of(tx, refund)
     if intent_id and (payment is None or payment.status not in PAYMENT_CAPTURED):
         return [("payment_intent", intent_id)]  # brings the refund's payment up to date
+    if payment is not None and _converted(payment, refund) and not _settlement(refund):
+        return [("refund", refund["id"])]  # what it took from the balance
     return []
+
+
+def _converted(payment: Payment, refund: StripeObject) -> bool:
+    """A refund in the currency the customer paid, of a payment booked as Stripe converted it."""
+    return str(refund.get("currency") or payment.currency).lower() != payment.currency
+
+
+def _settlement(refund: StripeObject) -> tuple[int, str] | None:
+    """What the refund took from the platform's balance (its expanded balance transaction)."""
+    transaction = refund.get("balance_transaction")
+    if not isinstance(transaction, dict):
+        return None
+    return -int(transaction["amount"]), str(transaction["currency"]).lower()
+
+
+async def _needs_settlement(ctx: ApplyContext, refund: StripeObject) -> bool:
+    """A converted refund not booked yet is booked at what it took: fetch that, if unknown."""
+    if _settlement(refund) is not None:
+        return False
+    async with ctx.read() as tx:
+        payment = await _payment_of(tx, refund)
+        if payment is None or not _converted(payment, refund):
+            return False
+        return await tx.find(Refund, "stripe_refund_id", refund["id"]) is None
 
 
 async def refund_in_context(stripe: StripeReader, refund: StripeObject) -> list[StripeObject]:
@@ -140,13 +168,16 @@ async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject
     if payment is None:
         await report_unattributed(ctx, tx, refund, "refund of a payment the ledger does not hold")
         return None
-    if str(refund.get("currency") or payment.currency).lower() != payment.currency:
-        await _report_converted(ctx, tx, payment, refund)
-        return None
+    amount = int(refund["amount"])
+    if _converted(payment, refund):
+        booked = await _report_converted(ctx, tx, payment, refund)
+        if booked is None:
+            return None
+        amount = booked
     refund_id = await create_refund(
         tx,
         payment_id=payment.id,
-        amount=int(refund["amount"]),
+        amount=amount,
         now=ctx.clock(),
         source="dashboard",
         stripe_refund_id=refund["id"],
@@ -160,9 +191,24 @@ async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject
 
 async def _report_converted(
     ctx: ApplyContext, tx: LedgerSession, payment: Payment, refund: StripeObject
-) -> None:
-    """A refund of a payment Stripe converted is in the currency the customer paid, not the
-    one the ledger booked: it is reported for a person, never booked at a guessed rate."""
+) -> int | None:
+    """A refund of a payment Stripe converted is in the currency the customer paid; Stripe
+    took its price in the balance's currency, at that day's rate, and says so on its balance
+    transaction. That is what is booked, when it is in the payment's currency and fits in
+    what is left to refund; otherwise nothing is, never at a guessed rate. Either way it is
+    reported. Returns the amount to book, or None."""
+    settled = _settlement(refund)
+    left = payment.amount - payment.amount_refunded
+    booked: int | None = None
+    if settled is None:
+        why = "Stripe says of no settlement: not booked"
+    elif settled[1] != payment.currency:
+        why = f"settled in {settled[1]}, not {payment.currency}: not booked"
+    elif settled[0] > left and refund.get("status") not in REFUND_RELEASED:
+        why = f"its {settled[0]} {settled[1]} exceed the {left} left to refund: not booked"
+    else:
+        booked = settled[0]
+        why = f"booked as the {booked} {payment.currency} Stripe took for it"
     await record_discrepancy(
         tx,
         kind="unsupported_currency",
@@ -171,10 +217,15 @@ async def _report_converted(
         merchant_id=payment.merchant_id,
         detail=(
             f"refund of {refund.get('amount')} {refund.get('currency')} on payment "
-            f"{payment.id}, booked in {payment.currency}: not booked"
+            f"{payment.id}, booked in {payment.currency}: {why}"
         ),
         detected_by=ctx.detected_by,
         now=ctx.clock(),
-        ledger_value={"payment": payment.id, "currency": payment.currency},
-        stripe_value={"amount": refund.get("amount"), "currency": refund.get("currency")},
+        ledger_value={"amount": booked, "currency": payment.currency} if booked else None,
+        stripe_value={
+            "amount": refund.get("amount"),
+            "currency": refund.get("currency"),
+            "settled": list(settled) if settled else None,
+        },
     )
+    return booked

@@ -151,34 +151,51 @@ async def test_an_unconverted_payment_is_reported_not_booked(db: Database, now: 
         assert await journal_history(conn) == []
 
 
-async def test_a_refund_of_a_converted_payment_is_reported_not_booked(
-    db: Database, now: datetime
+@pytest.mark.parametrize(
+    ("took", "booked"),
+    [(5600, 5600), (11100, None)],
+    ids=["booked as Stripe took it", "more than is left: not booked"],
+)
+async def test_a_refund_of_a_converted_payment_is_booked_at_what_stripe_took(
+    db: Database, now: datetime, took: int, booked: int | None
 ) -> None:
+    """50.00 EUR refunded when the rate is 1.12: Stripe takes 56.00 USD (its balance
+    transaction says), not the 55.00 the payment was booked at; all of the payment at a rate
+    above the charge's would be more than the ledger holds, and is reported instead."""
     async with ledger_session(db) as conn:
         merchant_id = await payable_merchant(conn, now)
-    ctx = ApplyContext(
-        db=db, stripe=Stripe(merchant_id, SETTLED), fees=FeeSchedule(), clock=lambda: now
-    )  # type: ignore[arg-type]
-    await apply_object(ctx, intent("succeeded", merchant_id))
     refund = {
         "id": "re_eur",
         "object": "refund",
-        "amount": 5000,
+        "amount": 5000 if booked else 10000,
         "currency": "eur",
         "charge": "ch_eur",
         "payment_intent": "pi_eur",
         "status": "succeeded",
+        "balance_transaction": "txn_refund",
         "metadata": {},
     }
 
+    class WithRefund(Stripe):
+        async def refund(self, refund_id: str) -> dict[str, Any]:
+            transaction = {"id": "txn_refund", "amount": -took, "currency": "usd"}
+            return {**refund, "balance_transaction": {**transaction, "exchange_rate": 1.12}}
+
+    ctx = ApplyContext(
+        db=db, stripe=WithRefund(merchant_id, SETTLED), fees=FeeSchedule(), clock=lambda: now
+    )  # type: ignore[arg-type]
+    await apply_object(ctx, intent("succeeded", merchant_id))
     await apply_object(ctx, refund)
+    await apply_object(ctx, refund)  # again: nothing more
 
     assert await kinds_found(db) == [
         ("unsupported_currency", "pi_eur"),
         ("unsupported_currency", "re_eur"),
     ]
     async with ledger_reader(db) as conn:
-        assert await conn.scalar(select(func.count()).select_from(refunds)) == 0
+        rows = (await conn.execute(select(refunds.c.amount, refunds.c.currency))).all()
+        assert [tuple(row) for row in rows] == ([(booked, "usd")] if booked else [])
+        assert await all_balances(conn, merchant_id) == ((11000 - (booked or 0),) * 3)
 
 
 async def test_a_converted_payment_captured_asynchronously_is_reported_once_settled(
