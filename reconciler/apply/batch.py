@@ -15,20 +15,30 @@ raised: the caller applies the events one at a time, so a bad event fails alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from reconciler.apply.context import ApplyContext, StripeRead, StripeReader
+from reconciler.apply.context import (
+    CHARGE_REFUNDS,
+    TRANSFER_REVERSALS,
+    ApplyContext,
+    StripeRead,
+    StripeReader,
+)
 from reconciler.apply.events import event_object
 from reconciler.apply.kinds import KINDS, kind_of
-from reconciler.gateway import AccessRevoked, StripeNotFound
+from reconciler.gateway import AccessRevoked, GatewayError, StripeNotFound
 from reconciler.ledger.rows import LedgerRow, Merchant
 from reconciler.ledger.session import LedgerSession, ledger_reader
 from reconciler.types import StripeObject
 
 Payload = dict[str, Any]
 WARM_CONCURRENCY = 8
+# Reads of lists, and how each is made.
+LISTS: dict[str, Callable[[StripeReader, str], Awaitable[list[StripeObject]]]] = {
+    CHARGE_REFUNDS: lambda reader, charge_id: reader.refunds_for_charge(charge_id),
+    TRANSFER_REVERSALS: lambda reader, transfer_id: reader.transfer_reversals(transfer_id),
+}
 
 
 class BatchSpoiled(Exception):
@@ -36,13 +46,22 @@ class BatchSpoiled(Exception):
 
 
 class StripeMemo:
-    """A StripeReader that makes each distinct read once: warmed before the transaction,
-    then answering from what it holds (and reading Stripe for anything it does not)."""
+    """A StripeReader that makes each distinct read once, before the batch's transaction,
+    then answers from what it holds. Once sealed (the transaction has begun) a read it does
+    not hold spoils the batch rather than going to Stripe: a network call made while the
+    batch holds SQLite's write lock, or its merchants' row locks, would stall every other
+    writer. Its events are then applied one at a time, each reading Stripe outside its
+    transactions."""
 
     def __init__(self, reader: StripeReader) -> None:
         self._reader = reader
         self._held: dict[StripeRead, StripeObject] = {}
-        self._refunds: dict[str, list[StripeObject]] = {}
+        self._missing: dict[StripeRead, GatewayError] = {}
+        self._lists: dict[StripeRead, list[StripeObject]] = {}
+        self._sealed = False
+
+    def seal(self) -> None:
+        self._sealed = True
 
     async def warm(self, reads: Iterable[StripeRead]) -> None:
         """Make these reads, a few at a time. An object Stripe does not have, or no longer
@@ -54,8 +73,10 @@ class StripeMemo:
 
         async def read(call: StripeRead) -> None:
             async with gate:
-                with contextlib.suppress(StripeNotFound, AccessRevoked):
-                    await self._read(call)
+                try:
+                    await (self._list(call) if call[0] in LISTS else self._read(call))
+                except (StripeNotFound, AccessRevoked) as answer:
+                    self._missing[call] = answer  # the event's to meet when applying
 
         try:
             # A task group: the first failure cancels the reads still waiting, so a batch
@@ -67,10 +88,22 @@ class StripeMemo:
             raise failed.exceptions[0] from None
 
     async def _read(self, call: StripeRead) -> StripeObject:
+        kind_name, object_id = call
+        if call in self._missing:
+            raise self._missing[call]
         if call not in self._held:
-            kind_name, object_id = call
+            if self._sealed:
+                raise BatchSpoiled(f"a Stripe read not made before the batch: {call}")
             self._held[call] = await KINDS[kind_name].fetch(self._reader, object_id)
         return self._held[call]
+
+    async def _list(self, call: StripeRead) -> list[StripeObject]:
+        if call not in self._lists:
+            if self._sealed:
+                raise BatchSpoiled(f"a Stripe read not made before the batch: {call}")
+            kind_name, object_id = call
+            self._lists[call] = await LISTS[kind_name](self._reader, object_id)
+        return self._lists[call]
 
     async def payment_intent(self, intent_id: str) -> StripeObject:
         return await self._read(("payment_intent", intent_id))
@@ -91,12 +124,10 @@ class StripeMemo:
         return await self._read(("balance", ""))
 
     async def transfer_reversals(self, transfer_id: str) -> list[StripeObject]:
-        return await self._reader.transfer_reversals(transfer_id)
+        return await self._list((TRANSFER_REVERSALS, transfer_id))
 
     async def refunds_for_charge(self, charge_id: str) -> list[StripeObject]:
-        if charge_id not in self._refunds:
-            self._refunds[charge_id] = await self._reader.refunds_for_charge(charge_id)
-        return self._refunds[charge_id]
+        return await self._list((CHARGE_REFUNDS, charge_id))
 
 
 async def load_rows(tx: LedgerSession, payloads: Sequence[Payload]) -> None:
@@ -144,6 +175,7 @@ async def apply_together(
     await tx.lock_merchants(tx.held_merchants())
     await load_rows(tx, payloads)  # what was not there before the locks is asked for again
     together = ctx.in_batch(tx, stripe)
+    stripe.seal()
     for payload in payloads:
         await apply_one(together, payload)
         if together.spoiled:

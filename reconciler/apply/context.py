@@ -38,8 +38,11 @@ class StripeReader(Protocol):
     async def balance(self) -> StripeObject: ...
 
 
-# A read applying will make: a fresh copy of the object of this kind and id.
+# A read applying will make: a fresh copy of the object of this kind and id, or one of
+# these lists (every refund of a charge, every reversal of a transfer).
 StripeRead = tuple[str, str]
+CHARGE_REFUNDS = "charge.refunds"
+TRANSFER_REVERSALS = "transfer.reversals"
 
 
 @dataclass

@@ -26,7 +26,7 @@ from reconciler.apply.payments import (
     intent_rows,
 )
 from reconciler.apply.refunds import apply_refund, refund_in_context, refund_reads, refund_rows
-from reconciler.apply.transfers import apply_transfer, transfer_rows
+from reconciler.apply.transfers import apply_transfer, transfer_reads, transfer_rows
 from reconciler.ledger.session import LedgerSession
 from reconciler.types import StripeObject
 
@@ -105,6 +105,7 @@ KINDS: dict[str, ObjectKind] = {
             apply_transfer,
             fetch=lambda stripe, object_id: stripe.transfer(object_id),
             rows=transfer_rows,
+            reads=transfer_reads,
         ),
         ObjectKind(
             "account",

@@ -11,7 +11,13 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
+from reconciler.apply.context import (
+    CHARGE_REFUNDS,
+    ApplyContext,
+    StripeRead,
+    metadata_int,
+    stripe_id,
+)
 from reconciler.apply.merchant_balance import report_owed_if_deauthorized
 from reconciler.ledger.payments import (
     advance_payment,
@@ -151,8 +157,9 @@ async def charge_refunds(ctx: ApplyContext, charge: StripeObject) -> list[Stripe
     if refunded == payment.amount_refunded and not charge.get("refunded"):
         return []
     listed: list[StripeObject] | None = (charge.get("refunds") or {}).get("data")
-    if listed is None or (charge.get("refunds") or {}).get("has_more"):
+    if not _lists_every_refund(charge):
         listed = await ctx.stripe.refunds_for_charge(charge["id"])
+    assert listed is not None
     return released_first(listed)
 
 
@@ -175,7 +182,14 @@ async def charge_reads(tx: LedgerSession, charge: StripeObject) -> list[StripeRe
         reads.append(("payment_intent", intent_id))  # it carries the charge's attribution
     if settles(charge):
         reads.append(("charge", charge["id"]))
+    if int(charge.get("amount_refunded") or 0) and not _lists_every_refund(charge):
+        reads.append((CHARGE_REFUNDS, charge["id"]))  # what applying it reveals
     return reads
+
+
+def _lists_every_refund(charge: StripeObject) -> bool:
+    listed = charge.get("refunds") or {}
+    return listed.get("data") is not None and not listed.get("has_more")
 
 
 async def _charge_payment(tx: LedgerSession, charge: StripeObject) -> Payment | None:

@@ -24,6 +24,7 @@ from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT_CAPTURED, REFUND_RELEASED
+from reconciler.money import is_booked
 from reconciler.reconcile.discrepancies import record_discrepancy, resolve_discrepancy
 from reconciler.types import StripeObject
 
@@ -104,11 +105,13 @@ def refund_rows(refund: StripeObject) -> list[RowWanted]:
 async def refund_reads(tx: LedgerSession, refund: StripeObject) -> list[StripeRead]:
     intent_id = stripe_id(refund.get("payment_intent"))
     payment = await _payment_of(tx, refund)
+    reads: list[StripeRead] = []
     if intent_id and (payment is None or payment.status not in PAYMENT_CAPTURED):
-        return [("payment_intent", intent_id)]  # brings the refund's payment up to date
-    if payment is not None and _converted(payment, refund) and not _settlement(refund):
-        return [("refund", refund["id"])]  # what it took from the balance
-    return []
+        reads.append(("payment_intent", intent_id))  # brings the refund's payment up to date
+    converted = _converted(payment, refund) if payment else not is_booked(refund["currency"])
+    if converted and not _settlement(refund):
+        reads.append(("refund", refund["id"]))  # what it took from the balance
+    return reads
 
 
 def _converted(payment: Payment, refund: StripeObject) -> bool:

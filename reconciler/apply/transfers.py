@@ -12,10 +12,17 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
+from reconciler.apply.context import (
+    TRANSFER_REVERSALS,
+    ApplyContext,
+    StripeRead,
+    metadata_int,
+    stripe_id,
+)
 from reconciler.apply.merchant_balance import follow_merchant_balance
 from reconciler.ledger.payouts import Reversal, advance_payout, record_reversals
 from reconciler.ledger.rows import Merchant, Payout
+from reconciler.ledger.session import LedgerSession
 from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
@@ -70,13 +77,25 @@ async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
 
 async def _reversals(ctx: ApplyContext, transfer: StripeObject) -> list[Reversal]:
     """Every reversal of the transfer: from the snapshot when it lists them all, else read."""
-    listed = transfer.get("reversals") or {}
-    data: list[StripeObject] | None = listed.get("data")
-    if data is None or listed.get("has_more"):
+    data = _reversals_listed(transfer)
+    if data is None:
         if not int(transfer.get("amount_reversed") or 0):
             return []
         data = await ctx.stripe.transfer_reversals(transfer["id"])
     return [(str(reversal["id"]), int(reversal["amount"])) for reversal in data]
+
+
+async def transfer_reads(tx: LedgerSession, transfer: StripeObject) -> list[StripeRead]:
+    if _reversals_listed(transfer) is None and int(transfer.get("amount_reversed") or 0):
+        return [(TRANSFER_REVERSALS, transfer["id"])]
+    return []
+
+
+def _reversals_listed(transfer: StripeObject) -> list[StripeObject] | None:
+    """Every reversal of the transfer, if its snapshot lists them all."""
+    listed = transfer.get("reversals") or {}
+    data: list[StripeObject] | None = listed.get("data")
+    return None if data is None or listed.get("has_more") else data
 
 
 def transfer_rows(transfer: StripeObject) -> list[RowWanted]:

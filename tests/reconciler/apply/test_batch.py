@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from reconciler.apply import EventApplier
-from reconciler.apply.batch import StripeMemo
+from reconciler.apply.batch import BatchSpoiled, StripeMemo
 from reconciler.apply.context import ApplyContext
 from reconciler.apply.events import stripe_reads
 from reconciler.config import Settings
@@ -140,13 +140,29 @@ class FlakyCharges:
         return {"id": charge_id}
 
 
-async def test_stripe_reads_are_made_once_and_one_found_missing_is_made_again() -> None:
+async def test_stripe_reads_are_made_once_and_one_found_missing_stays_the_events() -> None:
     stripe = FlakyCharges()
     memo = StripeMemo(stripe)  # type: ignore[arg-type]
     await memo.warm([("charge", "ch_1"), ("charge", "ch_1"), ("charge", "ch_missing")])
+    memo.seal()
     assert await memo.charge("ch_1") == {"id": "ch_1"}
-    assert await memo.charge("ch_missing") == {"id": "ch_missing"}  # asked again, now there
-    assert sorted(stripe.calls) == ["ch_1", "ch_missing", "ch_missing"]
+    # The answer "no such object" is the event's to handle, as it would be alone.
+    with pytest.raises(StripeNotFound):
+        await memo.charge("ch_missing")
+    assert sorted(stripe.calls) == ["ch_1", "ch_missing"]
+
+
+async def test_once_sealed_a_read_not_made_before_spoils_the_batch() -> None:
+    """No call to Stripe while the batch's transaction holds its locks: the events are
+    applied one at a time instead, each reading Stripe outside its transactions."""
+    stripe = FlakyCharges()
+    memo = StripeMemo(stripe)  # type: ignore[arg-type]
+    await memo.warm([("charge", "ch_1")])
+    memo.seal()
+    for read in (memo.charge("ch_2"), memo.refunds_for_charge("ch_1")):
+        with pytest.raises(BatchSpoiled):
+            await read
+    assert stripe.calls == ["ch_1"]
 
 
 async def test_a_warm_read_that_fails_otherwise_fails_the_batch() -> None:
