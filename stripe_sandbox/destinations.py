@@ -198,7 +198,8 @@ def _set_status(sb: Sandbox, call: Call, status: str) -> Obj:
     check_known(call.params, set())
     destination = sb.store.get(DESTINATION_OBJECT, call.path["id"])
     destination["status"] = status
-    destination["status_details"] = {"disabled": {"reason": "user"}} if status == "disabled" else None
+    disabled = status == "disabled"
+    destination["status_details"] = {"disabled": {"reason": "user"}} if disabled else None
     destination["updated"] = iso(sb.clock.timestamp())
     return destination
 

@@ -76,9 +76,7 @@ def create_thin_event(sb: Sandbox, event: Obj) -> Obj:
         "type": thin_type(event["type"]),
         "livemode": False,
         "created": iso(event["created"]),
-        "reason": (
-            {"type": "request", "request": dict(request)} if request.get("id") else None
-        ),
+        "reason": ({"type": "request", "request": dict(request)} if request.get("id") else None),
     }
     related = _related(event["data"]["object"])
     if related is not None:
