@@ -10,6 +10,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from handlers._runtime import set_runtime
+from handlers.api.errors import method_not_allowed, not_found
+from handlers.api.routes import api_routes
 from handlers.health import healthz, readyz
 from handlers.metrics import metrics_endpoint
 from handlers.webhooks import connect_webhook, platform_webhook
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None, *, applier: Applier | None = No
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/webhooks/stripe", platform_webhook, methods=["POST"]),
             Route("/webhooks/stripe/connect", connect_webhook, methods=["POST"]),
+            *api_routes(),
         ],
+        exception_handlers={404: not_found, 405: method_not_allowed},
         lifespan=lifespan,
     )

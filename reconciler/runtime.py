@@ -4,7 +4,7 @@ else builds a `Database` or a `StripeGateway` of its own.
 
 `open_runtime` starts what runs in the background and, leaving, closes it in the one safe
 order: stop taking rows (the writer commits what it holds), finish applying (the worker),
-close the applier's gateway, dispose of the database.
+close the gateway, dispose of the database.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from reconciler.apply import EventApplier
+from reconciler.apply.context import ApplyContext
 from reconciler.config import Settings
 from reconciler.db.engine import Database
 from reconciler.db.schema import require_current_schema
 from reconciler.gateway import StripeGateway
-from reconciler.inbox.appliers import open_applier
+from reconciler.inbox.appliers import ApplierFactory, open_applier
 from reconciler.inbox.events import InboxPolicy
 from reconciler.inbox.worker import Applier, InboxWorker
 from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
+from reconciler.money import FeeSchedule
+from reconciler.paths.platform_balance import BalanceRefresher
 
 
 @asynccontextmanager
@@ -48,11 +51,24 @@ async def open_gateway(
         await gateway.aclose()
 
 
-@asynccontextmanager
-async def ledger_applier(database: Database, settings: Settings) -> AsyncIterator[Applier]:
-    """The real applier (`INBOX_APPLIER=ledger`), with a gateway of its own."""
-    async with open_gateway(settings) as gateway:
+def ledger_applier(gateway: StripeGateway) -> ApplierFactory:
+    """The real applier (`INBOX_APPLIER=ledger`), on the runtime's one gateway."""
+
+    @asynccontextmanager
+    async def factory(database: Database, settings: Settings) -> AsyncIterator[Applier]:
         yield EventApplier(database, gateway, settings)
+
+    return factory
+
+
+def paths_context(database: Database, gateway: StripeGateway, settings: Settings) -> ApplyContext:
+    """How the user's paths apply what they read from Stripe: the webhooks' one way in."""
+    return ApplyContext(
+        db=database,
+        stripe=gateway,
+        fees=FeeSchedule(settings.platform_fee_percent, settings.platform_fee_fixed),
+        detected_by="api",
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,8 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     database: Database
+    gateway: StripeGateway
+    balances: BalanceRefresher
     inbox_writer: InboxWriter
     worker: InboxWorker | None
 
@@ -79,11 +97,14 @@ async def open_runtime(
     async with AsyncExitStack() as resources:
         database = await resources.enter_async_context(open_database(settings))
         await require_current_schema(database)
+        gateway = await resources.enter_async_context(open_gateway(settings))
         worker: InboxWorker | None = None
         if settings.inbox_worker_enabled:
             if applier is None:
                 applier = await resources.enter_async_context(
-                    open_applier(settings.inbox_applier, database, settings, ledger=ledger_applier)
+                    open_applier(
+                        settings.inbox_applier, database, settings, ledger=ledger_applier(gateway)
+                    )
                 )
             worker = InboxWorker(
                 database,
@@ -103,6 +124,8 @@ async def open_runtime(
             settings=settings,
             metrics=metrics,
             database=database,
+            gateway=gateway,
+            balances=BalanceRefresher(paths_context(database, gateway, settings)),
             inbox_writer=writer,
             worker=worker,
         )

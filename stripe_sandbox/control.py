@@ -21,7 +21,9 @@ from .accounts import complete_onboarding, live_account
 from .errors import StripeError, invalid_request, unknown_parameter
 from .faults import FIELDS as FAULT_TARGETS
 from .faults import FaultSpecError
-from .refunds import refund_charge
+from .forms import get_int, require_str
+from .payment_intents import CURRENCIES
+from .refunds import dashboard_cancel, process_queue, refund_charge
 from .state import Sandbox
 from .transfers import reverse_transfer
 
@@ -128,6 +130,32 @@ async def dashboard_refund(sb: Sandbox, request: Request, body: Obj) -> Obj:
     async with sb.lock:
         sb.tick()
         return refund_charge(sb, params)
+
+
+async def dashboard_cancel_refund(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    _only(body, set())
+    async with sb.lock:
+        sb.tick()
+        return dashboard_cancel(sb, request.path_params["id"])
+
+
+async def top_up(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    """Add funds to the available balance, as a Dashboard top-up or a wire to Stripe would."""
+    params = _as_params(body, {"amount", "currency"})
+    amount = get_int(params, "amount", required=True)
+    assert amount is not None
+    if amount <= 0:
+        raise invalid_request("Invalid positive integer", param="amount")
+    currency = require_str(params, "currency").lower()
+    if currency not in CURRENCIES:
+        raise invalid_request(f"Invalid currency: {currency}.", param="currency")
+    async with sb.lock:
+        sb.tick()
+        txn = money.add_transaction(
+            sb, type_="topup", amount=amount, currency=currency, source=None, description="Top-up"
+        )
+        process_queue(sb)  # pays the refunds waiting for these funds now, not at the next tick
+        return txn
 
 
 async def dashboard_reversal(sb: Sandbox, request: Request, body: Obj) -> Obj:
@@ -270,12 +298,68 @@ async def clear_faults(sb: Sandbox, request: Request, body: Obj) -> Obj:
     return {"deliveries": [], "api": []}
 
 
+def _settings(sb: Sandbox) -> Obj:
+    return {
+        "async_capture": sb.settings.async_capture,
+        "balance_transaction_delay": sb.settings.balance_transaction_delay,
+        "exchange_rates": dict(sorted(sb.settings.exchange_rates.items())),
+        "settlement_currency": money.SETTLEMENT_CURRENCY,
+    }
+
+
+def _rates(body: Obj) -> dict[str, float]:
+    given = body.get("exchange_rates", {})
+    if not isinstance(given, dict):
+        raise invalid_request("`exchange_rates` must be an object.", param="exchange_rates")
+    rates: dict[str, float] = {}
+    for currency, rate in given.items():
+        param = f"exchange_rates[{currency}]"
+        if currency not in CURRENCIES or currency == money.SETTLEMENT_CURRENCY:
+            raise invalid_request(
+                f"No currency {currency!r} to convert to {money.SETTLEMENT_CURRENCY}: use one "
+                f"of {', '.join(sorted(CURRENCIES - {money.SETTLEMENT_CURRENCY}))}.",
+                param=param,
+            )
+        if not (
+            isinstance(rate, int | float)
+            and not isinstance(rate, bool)
+            and math.isfinite(rate)
+            and rate > 0
+        ):
+            raise invalid_request(f"`{param}` must be a positive number.", param=param)
+        rates[currency] = float(rate)
+    return rates
+
+
+async def settings(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    """Read (GET) or change (POST) asynchronous capture and exchange rates; changes apply to
+    charges and refunds made afterwards (a refund converts at the rate of its day)."""
+    _only(body, {"async_capture", "balance_transaction_delay", "exchange_rates"})
+    async_capture = body.get("async_capture")
+    if async_capture is not None and not isinstance(async_capture, bool):
+        raise invalid_request("`async_capture` must be true or false.", param="async_capture")
+    delay = _seconds(body, "balance_transaction_delay")
+    rates = _rates(body)
+    async with sb.lock:
+        sb.tick()
+        if async_capture is not None:
+            sb.settings.async_capture = async_capture
+        if delay is not None:
+            sb.settings.balance_transaction_delay = delay
+        sb.settings.exchange_rates.update(rates)
+        return _settings(sb)
+
+
 def routes(sb: Sandbox) -> list[Route]:
     return [
         _route(sb, "/_sandbox/state", "GET", state),
         _route(sb, "/_sandbox/clock/advance", "POST", advance_clock),
+        _route(sb, "/_sandbox/settings", "GET", settings),
+        _route(sb, "/_sandbox/settings", "POST", settings),
         _route(sb, "/_sandbox/dashboard/refunds", "POST", dashboard_refund),
+        _route(sb, "/_sandbox/dashboard/refunds/{id}/cancel", "POST", dashboard_cancel_refund),
         _route(sb, "/_sandbox/dashboard/transfers/{id}/reversals", "POST", dashboard_reversal),
+        _route(sb, "/_sandbox/balance/top_up", "POST", top_up),
         _route(sb, "/_sandbox/accounts/{id}/onboarding", "POST", finish_onboarding),
         _route(sb, "/_sandbox/accounts/{id}/requirements", "POST", requirements),
         _route(sb, "/_sandbox/accounts/{id}/capabilities", "POST", capabilities),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from .clock import SandboxClock
 from .errors import StripeError
 
 # Errors raised before an endpoint starts executing are not saved (Stripe's rule), so the
@@ -16,15 +18,24 @@ UNSAVED_CODES = frozenset(
 @dataclass
 class SavedResponse:
     fingerprint: str
+    created: float = field(default=0.0)
     status: int = 0
     body: bytes = b""
     done: bool = False
 
 
 class IdempotencyStore:
-    """Results by (API key, Idempotency-Key)."""
+    """Results by (API key, Idempotency-Key), kept `ttl()` seconds of sandbox time.
 
-    def __init__(self) -> None:
+    Stripe removes keys "after they're at least 24 hours old" and treats a key used again
+    after that as a new request; here a key goes once it is that old and its first request
+    has finished.
+    """
+
+    def __init__(self, clock: SandboxClock, ttl: Callable[[], float]) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        # In the order keys were first used, so the oldest are first to go.
         self._saved: dict[tuple[str, str], SavedResponse] = {}
 
     def begin(self, api_key: str, key: str, fingerprint: str) -> SavedResponse | None:
@@ -39,9 +50,11 @@ class IdempotencyStore:
                 "invalid_request_error",
                 "Idempotency-Key header must be at most 255 characters long.",
             )
+        now = self._clock.now()
+        self._prune(now)
         saved = self._saved.get((api_key, key))
         if saved is None:
-            self._saved[(api_key, key)] = SavedResponse(fingerprint)
+            self._saved[(api_key, key)] = SavedResponse(fingerprint, now)
             return None
         if saved.fingerprint != fingerprint:
             raise StripeError(
@@ -60,6 +73,20 @@ class IdempotencyStore:
                 code="idempotency_key_in_use",
             )
         return saved
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self._ttl()
+        expired = []
+        for name, saved in self._saved.items():
+            if saved.created > horizon:
+                break  # the rest are younger
+            if saved.done:  # one still running keeps its key until it answers
+                expired.append(name)
+        for name in expired:
+            del self._saved[name]
+
+    def __len__(self) -> int:
+        return len(self._saved)
 
     def finish(self, api_key: str, key: str, status: int, body: bytes) -> None:
         saved = self._saved[(api_key, key)]

@@ -1,7 +1,13 @@
-"""Balance transactions, the platform balance, and Stripe's US card fee."""
+"""Balance transactions, the platform balance, Stripe's US card fee and currency conversion.
+
+The platform is a US account settling in usd: money in another currency (a charge, its
+refunds) enters and leaves the balance converted, its balance transaction in usd with the
+`exchange_rate` used.
+"""
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -10,6 +16,8 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 
 DAY = 86_400
+SETTLEMENT_CURRENCY = "usd"
+ZERO_DECIMAL = frozenset({"jpy"})
 
 REPORTING_CATEGORY = {
     "charge": "charge",
@@ -20,12 +28,34 @@ REPORTING_CATEGORY = {
     "transfer_refund": "transfer_reversal",
     "payout": "payout",
     "adjustment": "other_adjustment",
+    "topup": "topup",
 }
 
 
 def card_fee(amount: int) -> int:
     """2.9% + 30 cents, rounded half up to the cent."""
     return (amount * 29 + 500) // 1000 + 30
+
+
+def conversion_fee(amount: int) -> int:
+    """Stripe's US fee for converting a payment's currency: 1%, rounded half up."""
+    return (amount + 50) // 100
+
+
+def has_rate(sb: Sandbox, currency: str) -> bool:
+    return currency == SETTLEMENT_CURRENCY or currency in sb.settings.exchange_rates
+
+
+def settled(sb: Sandbox, amount: int, currency: str) -> tuple[int, str, float | None]:
+    """`amount` minor units of `currency` in the settlement currency at today's rate: amount,
+    currency and the rate (None when there was nothing to convert). Callers checked the rate
+    exists (`has_rate`) before changing anything."""
+    if currency == SETTLEMENT_CURRENCY:
+        return amount, currency, None
+    rate = sb.settings.exchange_rates[currency]
+    major = Decimal(amount) / (1 if currency in ZERO_DECIMAL else 100)
+    cents = (major * Decimal(str(rate)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(cents), SETTLEMENT_CURRENCY, rate
 
 
 def available_on_for_charge(created: int, days: int) -> int:
@@ -42,6 +72,7 @@ def add_transaction(
     description: str | None = None,
     fee: int = 0,
     available_on: int | None = None,
+    exchange_rate: float | None = None,
 ) -> Obj:
     """Record a movement of the platform balance and return its balance transaction."""
     now = sb.clock.timestamp()
@@ -55,7 +86,7 @@ def add_transaction(
         "created": now,
         "currency": currency,
         "description": description,
-        "exchange_rate": None,
+        "exchange_rate": exchange_rate,
         "fee": fee,
         "fee_details": (
             [
@@ -111,6 +142,12 @@ def balance_object(sb: Sandbox) -> Obj:
             {"amount": v["pending"], "currency": c, "source_types": {"card": v["pending"]}}
             for c, v in sums.items()
         ],
+        # Funds set aside ahead for refunds and disputes (API 2025-05-28.basil): the sandbox
+        # never sets any aside, so they are always zero.
+        "refund_and_dispute_prefunding": {
+            side: [{"amount": 0, "currency": c, "source_types": {"card": 0}} for c in sums]
+            for side in ("available", "pending")
+        },
     }
 
 

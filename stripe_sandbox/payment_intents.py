@@ -137,6 +137,17 @@ def _currency(params: Params) -> str:
     return currency
 
 
+def _check_settles(sb: Sandbox, currency: str) -> None:
+    """A charge in another currency converts into the platform's usd: it needs a rate."""
+    if not money.has_rate(sb, currency):
+        raise invalid_request(
+            f"The sandbox has no exchange rate from {currency} to "
+            f"{money.SETTLEMENT_CURRENCY}, the platform's settlement currency: set one with "
+            'POST /_sandbox/settings {"exchange_rates": {...}}.',
+            param="currency",
+        )
+
+
 def _check_amount(amount: int, currency: str) -> None:
     """Stripe's charge limits: the currency's minimum, and no more than $999,999.99."""
     minimum = MINIMUMS.get(currency, 1)
@@ -206,6 +217,7 @@ def create_intent(sb: Sandbox, call: Call) -> Obj:
     assert amount is not None
     currency = _currency(params)
     _check_amount(amount, currency)
+    _check_settles(sb, currency)
     capture_method = _capture_method(params)
     confirmation_method = _choice(params, "confirmation_method", CONFIRMATION_METHODS)
     setup_future_usage = _choice(params, "setup_future_usage", SETUP_FUTURE_USAGES)
@@ -326,6 +338,8 @@ def confirm_intent(sb: Sandbox, call: Call) -> Obj:
     )
     if return_url:
         sb.private.return_urls[intent["id"]] = return_url
+    if "capture_method" in params:
+        intent["capture_method"] = get_str(params, "capture_method")
     return _confirm(sb, intent, payment_method)
 
 
@@ -352,27 +366,49 @@ def _confirm(sb: Sandbox, intent: Obj, payment_method: str | None) -> Obj:
     intent["latest_charge"] = charge["id"]
     if card.decline_code is not None:
         return _decline(sb, intent, charge, pm_id, card.decline_code)
-    now = sb.clock.timestamp()
-    available_on = (
-        now
-        if card.bypass_pending
-        else money.available_on_for_charge(now, sb.settings.available_after_days)
-    )
-    txn = money.add_transaction(
-        sb,
-        type_="charge",
-        amount=charge["amount"],
-        currency=charge["currency"],
-        source=charge["id"],
-        description=intent["description"],
-        fee=money.card_fee(charge["amount"]),
-        available_on=available_on,
-    )
-    charge["balance_transaction"] = txn["id"]
+    _settle_charge(sb, intent, charge, card.bypass_pending)
     intent.update(status="succeeded", amount_received=intent["amount"])
     sb.emit("charge.succeeded", charge)
     sb.emit("payment_intent.succeeded", intent)
     return intent
+
+
+def _settle_charge(sb: Sandbox, intent: Obj, charge: Obj, bypass_pending: bool) -> None:
+    """The charge's balance transaction: in usd (converted, with Stripe's conversion fee, when
+    the charge is in another currency), its funds pending until `available_on` unless the
+    card bypasses that. Captured asynchronously, the transaction exists and the funds move at
+    once, but the charge shows it only a moment later (`charge.updated`), as at Stripe."""
+    now = sb.clock.timestamp()
+    available_on = (
+        now
+        if bypass_pending
+        else money.available_on_for_charge(now, sb.settings.available_after_days)
+    )
+    amount, currency, rate = money.settled(sb, charge["amount"], charge["currency"])
+    fee = money.card_fee(amount) + (money.conversion_fee(amount) if rate is not None else 0)
+    txn = money.add_transaction(
+        sb,
+        type_="charge",
+        amount=amount,
+        currency=currency,
+        source=charge["id"],
+        description=intent["description"],
+        fee=fee,
+        available_on=available_on,
+        exchange_rate=rate,
+    )
+    sb.private.charge_transactions[charge["id"]] = txn["id"]
+    if sb.settings.async_capture and intent["capture_method"] == "automatic_async":
+        due = sb.clock.now() + sb.settings.balance_transaction_delay
+        sb.schedule(due, lambda: _attach_transaction(sb, charge["id"], txn["id"]))
+    else:
+        charge["balance_transaction"] = txn["id"]
+
+
+def _attach_transaction(sb: Sandbox, charge_id: str, txn_id: str) -> None:
+    charge = sb.store.get("charge", charge_id)
+    charge["balance_transaction"] = txn_id
+    sb.emit("charge.updated", charge, previous={"balance_transaction": None})
 
 
 def _decline(sb: Sandbox, intent: Obj, charge: Obj, pm_id: str, decline_code: str) -> Obj:
@@ -427,6 +463,7 @@ def update_intent(sb: Sandbox, call: Call) -> Obj:
         assert amount is not None
     if "currency" in params:
         currency = _currency(params)
+        _check_settles(sb, currency)
     if "amount" in params or "currency" in params:
         _check_amount(amount, currency)
     payment_method = get_str(params, "payment_method") or None

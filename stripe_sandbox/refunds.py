@@ -1,9 +1,12 @@
 """Refunds: create (by PaymentIntent or charge), retrieve, list, update, cancel.
 
-A refund spends the platform's available balance. Without enough, it waits as `pending`
-(`pending_reason: insufficient_funds`) and succeeds once funds become available. A refund of
-the refund-fail card succeeds first and fails a little later, returning its amount with a
-`refund_failure` balance transaction.
+A refund takes its amount from the platform's available balance at once, with a `refund`
+balance transaction, even when that leaves the balance negative. Such a refund waits as
+`pending` (`pending_reason: insufficient_funds`) and is sent to the customer (`succeeded`)
+once the balance covers it again, oldest first, as Stripe holds refunds "until your balance
+is repaid". A refund of the refund-fail card succeeds first and fails a little later,
+returning its amount with a `refund_failure` balance transaction. A card refund can be
+canceled from the Dashboard while it waits, or for a short while after it succeeded.
 """
 
 from __future__ import annotations
@@ -95,13 +98,18 @@ def refund_charge(sb: Sandbox, params: Params) -> Obj:
         "pending_reason": "insufficient_funds",
         "transfer_reversal": None,
     }
+    # Converted at today's rate, as Stripe converts a refund of a converted payment.
+    settled_amount, settled_currency, _ = money.settled(sb, amount, refund["currency"])
+    covered = not _waiting(sb, settled_currency) and (
+        money.available(sb, settled_currency) >= settled_amount
+    )
     sb.store.add(refund)
     previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
     charge["amount_refunded"] += amount
     charge["refunded"] = charge["amount_refunded"] == charge["amount"]
-    queued = [r for r in sb.private.refund_queue if r["currency"] == refund["currency"]]
-    if not queued and money.available(sb, refund["currency"]) >= amount:
-        _take_funds(sb, refund)
+    _take_funds(sb, refund)
+    if covered:
+        _send(sb, refund)
     else:
         sb.private.refund_queue.append(refund)
     sb.emit("refund.created", refund)
@@ -141,20 +149,39 @@ def _target_charge(sb: Sandbox, params: Params) -> Obj:
     return charge
 
 
+def _taken(sb: Sandbox, refund: Obj) -> tuple[int, str]:
+    """What the refund took from the balance: amount and currency (after any conversion)."""
+    txn = sb.store.get("balance_transaction", refund["balance_transaction"])
+    return -int(txn["amount"]), str(txn["currency"])
+
+
+def _waiting(sb: Sandbox, currency: str) -> bool:
+    """Refunds wait in the balance's currency: a converted one waits with the others."""
+    return any(_taken(sb, r)[1] == currency for r in sb.private.refund_queue)
+
+
 def _take_funds(sb: Sandbox, refund: Obj) -> None:
+    # Taken at once, covered or not: money owed to a customer must not stay spendable.
+    amount, currency, rate = money.settled(sb, refund["amount"], refund["currency"])
     txn = money.add_transaction(
         sb,
         type_="refund",
-        amount=-refund["amount"],
-        currency=refund["currency"],
+        amount=-amount,
+        currency=currency,
         source=refund["id"],
         description="REFUND FOR CHARGE",
+        exchange_rate=rate,
     )
     refund["balance_transaction"] = txn["id"]
+
+
+def _send(sb: Sandbox, refund: Obj) -> None:
+    """The refund goes to the card network: `succeeded`, and cancelable only for a while."""
     refund["status"] = "succeeded"
     refund.pop("pending_reason", None)
     refund["destination_details"]["card"]["reference_status"] = "available"
     refund["destination_details"]["card"]["reference"] = sb.ids.token(23)
+    sb.private.refund_sent_at[refund["id"]] = sb.clock.now()
     card = sb.private.charge_cards.get(refund["charge"])
     if card is not None and card.refund_fails:
         sb.schedule(
@@ -163,52 +190,113 @@ def _take_funds(sb: Sandbox, refund: Obj) -> None:
 
 
 def process_queue(sb: Sandbox) -> None:
-    """Pay refunds waiting for funds, oldest first, while the available balance covers them."""
-    waiting: list[Obj] = []
-    blocked: set[str] = set()
-    for refund in sb.private.refund_queue:
-        if refund["status"] != "pending":
+    """Send refunds waiting for funds, oldest first, as the balance comes to cover them.
+
+    Their amounts have already left the available balance. A waiting refund is covered when
+    that balance, leaving out what the refunds that started waiting after it took, is not
+    negative; so the oldest is paid first and, once the balance is back at zero or above,
+    every one of them is.
+    """
+    waiting = [r for r in sb.private.refund_queue if r["status"] == "pending"]
+    taken = {r["id"]: _taken(sb, r) for r in waiting}
+    newer: dict[str, int] = {}  # per currency: what the refunds after this one took
+    for amount, currency in taken.values():
+        newer[currency] = newer.get(currency, 0) + amount
+    available: dict[str, int] = {}
+    still: list[Obj] = []
+    for refund in waiting:
+        amount, currency = taken[refund["id"]]
+        newer[currency] -= amount
+        if currency not in available:
+            available[currency] = money.available(sb, currency)
+        if available[currency] + newer[currency] < 0:
+            still.append(refund)  # and so will every newer one of its currency
             continue
-        currency = refund["currency"]
-        if currency in blocked or money.available(sb, currency) < refund["amount"]:
-            blocked.add(currency)
-            waiting.append(refund)
-            continue
-        _take_funds(sb, refund)
-        previous = {"status": "pending", "balance_transaction": None}
+        _send(sb, refund)
+        previous = {"status": "pending", "pending_reason": "insufficient_funds"}
         sb.emit("refund.updated", refund, previous=previous)
         sb.emit("charge.refund.updated", refund, previous=previous)
-    sb.private.refund_queue = waiting
+    sb.private.refund_queue = still
 
 
 def _fail(sb: Sandbox, refund_id: str) -> None:
     refund = sb.store.get("refund", refund_id)
     if refund["status"] != "succeeded":
-        return
-    txn = money.add_transaction(
-        sb,
-        type_="refund_failure",
-        amount=refund["amount"],
-        currency=refund["currency"],
-        source=refund["id"],
-        description="REFUND FAILURE",
-    )
-    refund.update(
-        status="failed",
-        failure_reason="expired_or_canceled_card",
-        failure_balance_transaction=txn["id"],
-    )
-    _give_back(sb, refund)
-    previous = {"status": "succeeded"}
+        return  # canceled from the Dashboard meanwhile
+    previous = _closing(refund)
+    refund["status"] = "failed"
+    _return_funds(sb, refund, "expired_or_canceled_card", "REFUND FAILURE")
     sb.emit("refund.updated", refund, previous=previous)
     sb.emit("charge.refund.updated", refund, previous=previous)
     sb.emit("refund.failed", refund)
 
 
-def _give_back(sb: Sandbox, refund: Obj) -> None:
+def _closing(refund: Obj) -> Obj:
+    """`previous_attributes` of a refund about to fail or be canceled."""
+    previous: Obj = {
+        "status": refund["status"],
+        "failure_balance_transaction": None,
+        "failure_reason": None,
+    }
+    if "pending_reason" in refund:
+        previous["pending_reason"] = refund["pending_reason"]
+    return previous
+
+
+def _return_funds(sb: Sandbox, refund: Obj, reason: str, description: str) -> None:
+    """Give a failed or canceled refund's amount back to the balance (what it took, at the
+    refund's own rate) and to its charge."""
+    taken = sb.store.get("balance_transaction", refund["balance_transaction"])
+    txn = money.add_transaction(
+        sb,
+        type_="refund_failure",
+        amount=-taken["amount"],
+        currency=taken["currency"],
+        source=refund["id"],
+        description=description,
+        exchange_rate=taken["exchange_rate"],
+    )
+    refund.pop("pending_reason", None)
+    refund.update(failure_balance_transaction=txn["id"], failure_reason=reason)
+    sb.private.refund_queue = [r for r in sb.private.refund_queue if r["id"] != refund["id"]]
     charge = sb.store.get("charge", refund["charge"])
     charge["amount_refunded"] -= refund["amount"]
     charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+
+
+def _cancel(sb: Sandbox, refund: Obj) -> None:
+    previous = _closing(refund)
+    refund["status"] = "canceled"
+    # Stripe's own example of a canceled refund carries `failure_reason: merchant_request`
+    # and a `failure_balance_transaction` (docs.stripe.com/api/refunds/cancel).
+    _return_funds(sb, refund, "merchant_request", "REFUND CANCELED")
+    sb.emit("refund.updated", refund, previous=previous)
+    sb.emit("charge.refund.updated", refund, previous=previous)
+    process_queue(sb)  # the money given back may cover refunds still waiting
+
+
+def dashboard_cancel(sb: Sandbox, refund_id: str) -> Obj:
+    """Cancel a card refund from the Dashboard: while it waits for funds, or for
+    `refund_cancel_window` seconds after it succeeded."""
+    refund = sb.store.get("refund", refund_id)
+    status = refund["status"]
+    if status == "succeeded":
+        if refund["destination_details"]["type"] != "card":
+            raise _not_cancelable(refund, "only card refunds can be canceled from the Dashboard")
+        closes = sb.private.refund_sent_at[refund_id] + sb.settings.refund_cancel_window
+        if sb.clock.now() >= closes:
+            raise _not_cancelable(
+                refund,
+                f"the window to cancel it closed {int(sb.clock.now() - closes)} seconds ago",
+            )
+    elif status != "pending":
+        raise _not_cancelable(refund, f"it has a status of {status}")
+    _cancel(sb, refund)
+    return refund
+
+
+def _not_cancelable(refund: Obj, why: str) -> StripeError:
+    return invalid_request(f"Refund {refund['id']} can no longer be canceled: {why}.")
 
 
 def create_refund(sb: Sandbox, call: Call) -> Obj:
@@ -270,13 +358,7 @@ def cancel_refund(sb: Sandbox, call: Call) -> Obj:
             f"{refund['status']}. Only refunds with a status of `requires_action` can be "
             "canceled.",
         )
-    previous = {"status": refund["status"]}
-    refund["status"] = "canceled"
-    refund.pop("pending_reason", None)
-    sb.private.refund_queue = [r for r in sb.private.refund_queue if r["id"] != refund["id"]]
-    _give_back(sb, refund)
-    sb.emit("refund.updated", refund, previous=previous)
-    sb.emit("charge.refund.updated", refund, previous=previous)
+    _cancel(sb, refund)
     return refund
 
 

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 API_VERSION = "2026-10-28.endive"
+
+# Fixed rates into the platform's settlement currency (usd), per major unit: 1.00 of the
+# currency is worth this many dollars. Round figures for tests, not market rates.
+EXCHANGE_RATES = {
+    "eur": 1.08,
+    "gbp": 1.27,
+    "cad": 0.73,
+    "aud": 0.66,
+    "jpy": 0.0067,
+    "chf": 1.13,
+    "sek": 0.095,
+    "nok": 0.093,
+    "dkk": 0.145,
+}
 
 
 @dataclass
@@ -27,3 +41,16 @@ class SandboxSettings:
     hang_seconds: float = 30.0
     # Events older than this are gone from /v1/events, like Stripe's 30-day retention.
     event_retention_days: int = 30
+    # A card refund can be canceled from the Dashboard this long after it succeeded. Stripe
+    # says only "a very short window" (support.stripe.com/questions/canceling-a-refund).
+    refund_cancel_window: float = 1_800.0
+    # Idempotency keys are kept at least this long (sandbox seconds), then pruned, as Stripe
+    # prunes keys "at least 24 hours old" (docs.stripe.com/api/idempotent_requests).
+    idempotency_key_ttl: float = 86_400.0
+    # Asynchronous capture (`capture_method=automatic_async`, the PaymentIntent default): the
+    # charge answers and announces itself with `balance_transaction` null, and gets it this
+    # many seconds of sandbox time later, with a `charge.updated`. The funds move at once.
+    async_capture: bool = False
+    balance_transaction_delay: float = 2.0
+    # Charges in another currency settle into usd at these rates (see EXCHANGE_RATES).
+    exchange_rates: dict[str, float] = field(default_factory=lambda: dict(EXCHANGE_RATES))

@@ -48,11 +48,15 @@ class Private:
 
     payment_method_cards: dict[str, Card] = field(default_factory=dict)
     charge_cards: dict[str, Card] = field(default_factory=dict)
+    # A charge's balance transaction, also while asynchronous capture has not attached it.
+    charge_transactions: dict[str, str] = field(default_factory=dict)
     endpoint_secrets: dict[str, str] = field(default_factory=dict)
     connect_endpoints: set[str] = field(default_factory=set)
     account_links: dict[str, Obj] = field(default_factory=dict)
     return_urls: dict[str, str] = field(default_factory=dict)
     refund_queue: list[Obj] = field(default_factory=list)
+    # When each refund was sent (succeeded): the Dashboard can cancel it for a while after.
+    refund_sent_at: dict[str, float] = field(default_factory=dict)
     payout_transactions: dict[str, set[str]] = field(default_factory=dict)
     # Connect: statuses set on capabilities, accounts with payouts paused, and accounts the
     # platform lost (id -> "deauthorized" | "deleted").
@@ -80,7 +84,7 @@ class Sandbox:
         self.pending_transactions: list[str] = []
         self.private = Private()
         self.faults = Faults(self.ids)
-        self.idempotency = IdempotencyStore()
+        self.idempotency = IdempotencyStore(self.clock, lambda: self.settings.idempotency_key_ttl)
         self.deliveries = Deliverer(self)
         self._jobs: list[tuple[float, int, Callable[[], None]]] = []
         self._job_seq = itertools.count()

@@ -123,7 +123,9 @@ def create_transfer(sb: Sandbox, call: Call) -> Obj:
 def _source_charge_available_on(sb: Sandbox, charge_id: str, amount: int, currency: str) -> int:
     """Funds of a pending charge may be transferred, leaving when that charge settles."""
     charge = sb.store.get("charge", charge_id, param="source_transaction")
-    if charge["status"] != "succeeded" or charge["currency"] != currency:
+    txn_id = sb.private.charge_transactions.get(charge_id)
+    txn = sb.store.get("balance_transaction", txn_id) if txn_id else None
+    if charge["status"] != "succeeded" or txn is None or txn["currency"] != currency:
         raise invalid_request(
             "The source_transaction charge must have succeeded and share the transfer's currency.",
             param="source_transaction",
@@ -133,12 +135,13 @@ def _source_charge_available_on(sb: Sandbox, charge_id: str, amount: int, curren
         for t in sb.store.newest_first("transfer")
         if t["source_transaction"] == charge_id
     )
-    if spent + amount > charge["amount"] - charge["amount_refunded"]:
+    # What the charge settled as (a converted charge's usd), less what was refunded of it.
+    refunded, _, _ = money.settled(sb, charge["amount_refunded"], charge["currency"])
+    if spent + amount > txn["amount"] - refunded:
         raise invalid_request(
             "Transfer amount exceeds the remaining amount of the source_transaction charge.",
             param="amount",
         )
-    txn = sb.store.get("balance_transaction", charge["balance_transaction"])
     return int(txn["available_on"])
 
 

@@ -8,6 +8,10 @@ service (with duplicates, reordering and drops). Both must end in the same ledge
 
 Each payment is 100.00 USD with ICPay's fee at 10%: the merchant's share is 90.00, Stripe's
 fee 2.9% + 30c = 3.20, the net 96.80.
+
+Captured asynchronously (`POST /_sandbox/settings {"async_capture": true}`), a charge shows
+its balance transaction only a moment of sandbox time after it succeeded (`charge.updated`):
+until then Stripe's fee is unknown and nothing is released, whatever balance.available said.
 """
 
 from __future__ import annotations
@@ -164,7 +168,13 @@ async def full_refund_keeps_the_fee_and_reports_what_the_merchant_owes(scene: Sc
         [*PAID, *AVAILABLE_NOW, ("refund:1:booked", [(PAYABLE, 10000, 0), (AVAILABLE, 0, 10000)])]
     )
     found = await scene.rows(discrepancies, "kind", "object_type", "object_id", "merchant_id")
-    assert found == [("negative_merchant_balance", "merchant", str(merchant_id), merchant_id)]
+    [refund] = (await scene.world.client.v1.refunds.list_async()).data
+    # 96.80 available does not cover 100.00: Stripe holds the refund until funds arrive.
+    assert (refund.status, refund.pending_reason) == ("pending", "insufficient_funds")
+    assert sorted(found) == [
+        ("negative_merchant_balance", "merchant", str(merchant_id), merchant_id),
+        ("refund_waiting_for_funds", "refund", refund.id, merchant_id),
+    ]
 
 
 async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -> None:
@@ -187,6 +197,108 @@ async def refund_fail_card_refund_fails_and_gives_the_money_back(scene: Scene) -
             *AVAILABLE_NOW,
             ("refund:1:booked", [(PAYABLE, 4000, 0), (AVAILABLE, 0, 4000)]),
             ("refund:1:returned", [(PAYABLE, 0, 4000), (AVAILABLE, 4000, 0)]),
+        ]
+    )
+
+
+async def refund_canceled_after_success_gives_the_money_back(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    refund = await scene.world.control_post(
+        "dashboard/refunds", {"payment_intent": intent.id, "amount": 2500}
+    )
+    assert refund["status"] == "succeeded"
+    # Canceled from the Dashboard in the short while Stripe allows after it succeeded.
+    await scene.world.control_post(f"dashboard/refunds/{refund['id']}/cancel")
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status", "source") == [
+        (2500, "canceled", "dashboard")
+    ]
+    assert await scene.rows(payments, "status", "amount_refunded") == [("succeeded", 0)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            ("refund:1:booked", [(PAYABLE, 2500, 0), (AVAILABLE, 0, 2500)]),
+            ("refund:1:returned", [(PAYABLE, 0, 2500), (AVAILABLE, 2500, 0)]),
+        ]
+    )
+
+
+async def _transfer(scene: Scene, account_id: str, payout_id: int, amount: int) -> Any:
+    return await scene.world.client.v1.transfers.create_async(
+        params={
+            "amount": amount,
+            "currency": "usd",
+            "destination": account_id,
+            "metadata": {"icpay_payout_id": str(payout_id)},
+        }
+    )
+
+
+async def _reserve(scene: Scene, merchant_id: int, amount: int) -> int:
+    async with ledger_session(scene.db) as conn:
+        return await reserve_payout(
+            conn, merchant_id=merchant_id, amount=amount, currency="usd", now=scene.now
+        )
+
+
+async def refund_held_for_funds_refuses_a_transfer_then_both_settle(scene: Scene) -> None:
+    merchant_id, account_id = await scene.connected_merchant()
+    first = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")  # 96.80 available
+    await scene.world.pay(merchant_id, 10000, "pm_card_visa")  # 96.80 pending for two days
+    await scene.settle()
+    paid_out = await _transfer(scene, account_id, await _reserve(scene, merchant_id, 9000), 9000)
+    # 6.80 available: Stripe takes the 50.00 refund at once, below zero, and holds it.
+    refund = await scene.world.control_post(
+        "dashboard/refunds", {"payment_intent": first.id, "amount": 5000}
+    )
+    assert (refund["status"], refund["pending_reason"]) == ("pending", "insufficient_funds")
+    second_payout = await _reserve(scene, merchant_id, 500)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await _transfer(scene, account_id, second_payout, 500)
+    assert refused.value.code == "balance_insufficient"
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status") == [(5000, "pending")]
+    open_now = await scene.rows(discrepancies, "kind", "object_id", "status")
+    assert open_now == [("refund_waiting_for_funds", refund["id"], "open")]
+
+    # The second payment's funds arrive: the refund is paid, and the transfer goes through.
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    transfer = await _transfer(scene, account_id, second_payout, 500)
+    await scene.settle()
+    assert await scene.rows(refunds, "amount", "status") == [(5000, "succeeded")]
+    assert await scene.rows(payouts, "amount", "status", "stripe_transfer_id") == [
+        (9000, "completed", paid_out.id),
+        (500, "completed", transfer.id),
+    ]
+    found = await scene.rows(discrepancies, "kind", "status")
+    assert all(status != "open" for _, status in found), found
+    # 2 x 90.00 earned, 90.00 and 5.00 paid out, 50.00 refunded; Stripe holds 48.60.
+    await scene.assert_balances(merchant_id, 3500, available=4860)
+    second_paid = [
+        (
+            "payment:2:succeeded",
+            [
+                ("merchant:1:payable", 0, 9000),
+                ("platform:fee_revenue", 0, 1000),
+                (PENDING, 10000, 0),
+            ],
+        ),
+        ("payment:2:stripe_fee", [("platform:stripe_fees", 320, 0), (PENDING, 0, 320)]),
+        ("payment:2:funds_available", [(AVAILABLE, 9680, 0), (PENDING, 0, 9680)]),
+    ]
+    await scene.assert_journal(
+        [
+            *PAID,
+            *AVAILABLE_NOW,
+            *second_paid,
+            ("payout:1:reserved", [(PAYABLE, 9000, 0), (IN_FLIGHT, 0, 9000)]),
+            ("payout:1:transferred", [(IN_FLIGHT, 9000, 0), (AVAILABLE, 0, 9000)]),
+            ("refund:1:booked", [(PAYABLE, 5000, 0), (AVAILABLE, 0, 5000)]),
+            ("payout:2:reserved", [(PAYABLE, 500, 0), (IN_FLIGHT, 0, 500)]),
+            ("payout:2:transferred", [(IN_FLIGHT, 500, 0), (AVAILABLE, 0, 500)]),
         ]
     )
 
@@ -387,6 +499,122 @@ async def balance_available_stores_the_platform_balance(scene: Scene) -> None:
     await scene.assert_journal(PAID + AVAILABLE_NOW)
 
 
+ASYNC_CAPTURE = {"async_capture": True, "balance_transaction_delay": 5}
+SUCCEEDED_ONLY = PAID[:1]
+
+
+async def async_capture_funds_available_before_the_charge_shows_its_transaction(
+    scene: Scene,
+) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.control_post("settings", ASYNC_CAPTURE)
+    await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending")
+    await scene.settle()
+    # balance.available came first; the charge has no balance transaction yet.
+    assert await scene.rows(payments, "status", "stripe_fee", "funds_available") == [
+        ("succeeded", None, False)
+    ]
+    await scene.assert_balances(merchant_id, 9000, available=0)
+    await scene.assert_journal(SUCCEEDED_ONLY)
+
+    await scene.world.control_post("clock/advance", {"seconds": 5})  # charge.updated
+    await scene.settle()
+    assert await scene.rows(payments, "status", "stripe_fee", "funds_available") == [
+        ("succeeded", 320, True)
+    ]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
+
+
+async def async_capture_the_charge_shows_its_transaction_before_funds_are_available(
+    scene: Scene,
+) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.control_post("settings", ASYNC_CAPTURE)
+    await scene.world.pay(merchant_id, 10000, "pm_card_visa")
+    await scene.settle()
+    assert await scene.rows(payments, "stripe_fee", "funds_available") == [(None, False)]
+    await scene.assert_journal(SUCCEEDED_ONLY)
+
+    await scene.world.control_post("clock/advance", {"seconds": 5})  # charge.updated
+    await scene.settle()
+    assert await scene.rows(payments, "stripe_fee", "funds_available") == [(320, False)]
+    await scene.assert_balances(merchant_id, 9000, available=0)
+    await scene.assert_journal(PAID)
+
+    await scene.world.control_post("clock/advance", {"seconds": TWO_DAYS_AND_A_BIT})
+    await scene.settle()  # balance.available
+    assert await scene.rows(payments, "stripe_fee", "funds_available") == [(320, True)]
+    await scene.assert_balances(merchant_id, 9000, available=9680)
+    await scene.assert_journal(PAID + AVAILABLE_NOW)
+
+
+# 100.00 EUR settled as 108.00 USD (the sandbox's rate, 1.08): ICPay's 10% is 10.80, the
+# merchant's share 97.20; Stripe's fee 2.9% + 30c (3.43) + 1% conversion (1.08) = 4.51.
+EUR_PAID = [
+    (
+        "payment:1:succeeded",
+        [(PAYABLE, 0, 9720), ("platform:fee_revenue", 0, 1080), (PENDING, 10800, 0)],
+    ),
+    ("payment:1:stripe_fee", [("platform:stripe_fees", 451, 0), (PENDING, 0, 451)]),
+    ("payment:1:funds_available", [(AVAILABLE, 10349, 0), (PENDING, 0, 10349)]),
+]
+
+
+async def eur_payment_is_booked_in_usd_as_stripe_settled_it(scene: Scene) -> None:
+    merchant_id = await scene.merchant()
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending", currency="eur")
+    await scene.settle()
+    assert await scene.rows(
+        payments,
+        "amount",
+        "currency",
+        "presentment_amount",
+        "presentment_currency",
+        "status",
+        "platform_fee",
+        "stripe_fee",
+        "funds_available",
+    ) == [(10800, "usd", 10000, "eur", "succeeded", 1080, 451, True)]
+    await scene.assert_balances(merchant_id, 9720, available=10349)
+    await scene.assert_journal(EUR_PAID)
+    found = await scene.rows(
+        discrepancies, "kind", "object_id", "merchant_id", "ledger_value", "stripe_value"
+    )
+    assert found == [
+        (
+            "unsupported_currency",
+            intent.id,
+            merchant_id,
+            {"amount": 10800, "currency": "usd"},
+            {"amount": 10000, "currency": "eur", "exchange_rate": 1.08},
+        )
+    ]
+
+
+async def eur_payment_captured_asynchronously_is_booked_once_stripe_settles_it(
+    scene: Scene,
+) -> None:
+    merchant_id = await scene.merchant()
+    await scene.world.control_post("settings", ASYNC_CAPTURE)
+    intent = await scene.world.pay(merchant_id, 10000, "pm_card_bypassPending", currency="eur")
+    await scene.settle()
+    # What it settles as is not known yet: nothing to book, nothing to report yet.
+    assert await scene.rows(payments, "id") == []
+    assert await scene.rows(discrepancies, "kind") == []
+    await scene.assert_journal([])
+
+    await scene.world.control_post("clock/advance", {"seconds": 5})  # charge.updated
+    await scene.settle()
+    assert await scene.rows(
+        payments, "amount", "currency", "presentment_amount", "stripe_fee", "funds_available"
+    ) == [(10800, "usd", 10000, 451, True)]
+    await scene.assert_balances(merchant_id, 9720, available=10349)
+    await scene.assert_journal(EUR_PAID)
+    found = await scene.rows(discrepancies, "kind", "object_id", "ledger_value")
+    assert found == [("unsupported_currency", intent.id, {"amount": 10800, "currency": "usd"})]
+
+
 SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     visa_payment_is_pending_then_available,
     bypass_pending_card_is_available_at_once,
@@ -395,6 +623,8 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     full_refund_keeps_the_fee_and_reports_what_the_merchant_owes,
     refund_fail_card_refund_fails_and_gives_the_money_back,
     transfer_reversed_in_the_dashboard_gives_the_payout_back,
+    refund_canceled_after_success_gives_the_money_back,
+    refund_held_for_funds_refuses_a_transfer_then_both_settle,
     onboarding_completed_enables_the_merchant,
     what_is_not_ours_becomes_a_discrepancy_never_a_booking,
     transfers_active_with_payouts_disabled_still_pays_the_merchant,
@@ -402,4 +632,8 @@ SCENARIOS: list[Callable[[Scene], Awaitable[None]]] = [
     requirements_past_due_restrict_the_merchant,
     deauthorization_with_money_owed_is_reported,
     balance_available_stores_the_platform_balance,
+    async_capture_funds_available_before_the_charge_shows_its_transaction,
+    async_capture_the_charge_shows_its_transaction_before_funds_are_available,
+    eur_payment_is_booked_in_usd_as_stripe_settled_it,
+    eur_payment_captured_asynchronously_is_booked_once_stripe_settles_it,
 ]

@@ -6,11 +6,11 @@ from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int
-from reconciler.ledger.balances import running_balances
+from reconciler.apply.merchant_balance import report_owed_if_deauthorized
+from reconciler.ledger.connected_accounts import link_account, owner_of
 from reconciler.ledger.merchants import ConnectState, mark_deauthorized, set_connect_state
 from reconciler.ledger.rows import Merchant
 from reconciler.ledger.session import LedgerSession
-from reconciler.reconcile.discrepancies import record_discrepancy
 from reconciler.types import StripeObject
 
 
@@ -24,11 +24,15 @@ async def apply_account(ctx: ApplyContext, account: StripeObject) -> None:
     async with ctx.write() as tx:
         merchant = await _find.merchant_by_account(tx, account["id"])
         if merchant is None:
+            if await owner_of(tx, account["id"]) is not None:
+                return  # an account its merchant left behind: what it says is not theirs now
             merchant = await _find.merchant_by_id(tx, metadata_int(account, "icpay_account_id"))
             if merchant is not None:  # decided on current data: another may claim it first
                 merchant = await tx.lock_merchant(merchant.id)
             if merchant is not None and merchant.stripe_account_id is None:
-                tx.update(merchant, now=now, stripe_account_id=account["id"])
+                # Ours, made for this merchant, its id lost (a crash after Stripe answered).
+                country = account.get("country")
+                await link_account(tx, merchant.id, account["id"], country=country, now=now)
             elif merchant is None or merchant.stripe_account_id != account["id"]:
                 await report_unattributed(ctx, tx, account, "connected account of no merchant")
                 return
@@ -51,36 +55,6 @@ async def apply_deauthorization(ctx: ApplyContext, account_id: str) -> None:
             return
         await mark_deauthorized(tx, merchant.id, now=ctx.clock())
         await report_owed_if_deauthorized(ctx, tx, merchant)
-
-
-async def report_owed_if_deauthorized(
-    ctx: ApplyContext, tx: LedgerSession, merchant: Merchant
-) -> None:
-    """Money ICPay owes a merchant who disconnected cannot be paid out: report it, whether
-    it was owed when they left or arrived after (events come in any order)."""
-    if merchant.connect_status != "deauthorized" or merchant.stripe_account_id is None:
-        return
-    owed = {
-        currency: balance
-        for (_, currency), balance in (await running_balances(tx, merchant.id)).items()
-        if balance > 0
-    }
-    if not owed:
-        return
-    await record_discrepancy(
-        tx,
-        kind="deauthorized_merchant_owed",
-        object_type="account",
-        object_id=merchant.stripe_account_id,
-        merchant_id=merchant.id,
-        detail=(
-            f"merchant {merchant.id} disconnected {merchant.stripe_account_id} while ICPay "
-            "owes them " + ", ".join(f"{amount} {currency}" for currency, amount in owed.items())
-        ),
-        detected_by=ctx.detected_by,
-        now=ctx.clock(),
-        ledger_value={"owed": owed},
-    )
 
 
 async def is_deauthorized(tx: LedgerSession, account_id: str) -> bool:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
-from reconciler.apply.accounts import report_owed_if_deauthorized
 from reconciler.apply.context import ApplyContext, StripeRead, metadata_int, stripe_id
+from reconciler.apply.merchant_balance import report_owed_if_deauthorized
 from reconciler.ledger.payments import (
     advance_payment,
     create_payment,
@@ -284,14 +284,18 @@ async def _converted(
     charge: StripeObject | None,
     merchant_id: int,
 ) -> tuple[int, str] | None:
-    """A payment in a currency the ledger does not hold: reported, with its amounts, once it
-    succeeds; booked at what Stripe settled it as (the charge's balance transaction, in a
-    currency the ledger holds), if it says. None: nothing to book (yet)."""
+    """A payment in a currency the ledger does not hold: reported, with its amounts, once
+    Stripe says what it settled as (the charge's balance transaction); booked at that, if it
+    is in a currency the ledger holds. None: nothing to book (yet)."""
     if payment_status_of(intent) != "succeeded":
         return None  # no money has moved; a success will say what it settled as
     transaction = (charge or {}).get("balance_transaction")
+    if not isinstance(transaction, dict):
+        # Captured asynchronously: the charge shows its balance transaction a moment later
+        # (charge.updated). Reporting now would leave "not booked" open once it is booked.
+        return None
     settled = None
-    if isinstance(transaction, dict) and is_booked(str(transaction.get("currency") or "")):
+    if is_booked(str(transaction.get("currency") or "")):
         settled = int(transaction["amount"]), str(transaction["currency"]).lower()
     await record_discrepancy(
         tx,
@@ -304,7 +308,8 @@ async def _converted(
             + (
                 f"does not hold: booked as the {settled[0]} {settled[1]} Stripe settled it as"
                 if settled
-                else "does not hold, and Stripe says of no settlement: not booked"
+                else f"does not hold, settled in {transaction.get('currency')}, which it does "
+                "not hold either: not booked"
             )
         ),
         detected_by=ctx.detected_by,
@@ -313,9 +318,7 @@ async def _converted(
         stripe_value={
             "amount": intent["amount"],
             "currency": intent["currency"],
-            "exchange_rate": transaction.get("exchange_rate")
-            if isinstance(transaction, dict)
-            else None,
+            "exchange_rate": transaction.get("exchange_rate"),
         },
     )
     return settled

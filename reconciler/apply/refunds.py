@@ -18,8 +18,8 @@ from reconciler.apply.context import (
     metadata_int,
     stripe_id,
 )
+from reconciler.apply.merchant_balance import follow_merchant_balance
 from reconciler.apply.payments import apply_payment_intent, released_first
-from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.refunds import advance_refund, create_refund
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession
@@ -48,6 +48,9 @@ async def apply_refund(ctx: ApplyContext, refund: StripeObject) -> None:
             from_snapshot=True,
         )
         await _follow_waiting_for_funds(ctx, tx, row, refund)
+        # A refund Stripe made is booked even when it takes the merchant below zero; one that
+        # failed or was canceled gives the money back: either way a person may need to know.
+        await follow_merchant_balance(ctx, tx, row.merchant_id, cause=f"refund {refund['id']}")
 
 
 async def _follow_waiting_for_funds(
@@ -152,7 +155,6 @@ async def _refund_row(ctx: ApplyContext, tx: LedgerSession, refund: StripeObject
         status=refund["status"] if refund["status"] in REFUND_RELEASED else "pending",
         failure_reason=refund.get("failure_reason"),
     )
-    await _report_if_owing(ctx, tx, payment, refund)
     return await tx.get(Refund, refund_id)
 
 
@@ -175,30 +177,4 @@ async def _report_converted(
         now=ctx.clock(),
         ledger_value={"payment": payment.id, "currency": payment.currency},
         stripe_value={"amount": refund.get("amount"), "currency": refund.get("currency")},
-    )
-
-
-async def _report_if_owing(
-    ctx: ApplyContext, tx: LedgerSession, payment: Payment, refund: StripeObject
-) -> None:
-    """A refund Stripe made is booked even when it takes the merchant below zero (a full
-    refund when ICPay keeps its fee, a Dashboard refund of money already paid out): the
-    merchant then owes ICPay, which a person must see."""
-    balance = await merchant_balance(tx, payment.merchant_id, payment.currency)
-    if balance >= 0:
-        return
-    await record_discrepancy(
-        tx,
-        kind="negative_merchant_balance",
-        object_type="merchant",
-        object_id=str(payment.merchant_id),
-        merchant_id=payment.merchant_id,
-        detail=(
-            f"refund {refund['id']} took merchant {payment.merchant_id}'s balance to "
-            f"{balance} {payment.currency}"
-        ),
-        detected_by=ctx.detected_by,
-        now=ctx.clock(),
-        ledger_value={"balance": balance, "currency": payment.currency},
-        stripe_value={"refund": refund["id"], "amount": refund.get("amount")},
     )

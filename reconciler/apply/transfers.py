@@ -13,6 +13,7 @@ from reconciler.apply import _find
 from reconciler.apply._find import RowWanted
 from reconciler.apply._unattributed import report_unattributed
 from reconciler.apply.context import ApplyContext, metadata_int, stripe_id
+from reconciler.apply.merchant_balance import follow_merchant_balance
 from reconciler.ledger.payouts import Reversal, advance_payout, record_reversals
 from reconciler.ledger.rows import Merchant, Payout
 from reconciler.reconcile.discrepancies import record_discrepancy
@@ -62,7 +63,9 @@ async def apply_transfer(ctx: ApplyContext, transfer: StripeObject) -> None:
             await advance_payout(
                 tx, payout.id, status, now=now, transfer_id=transfer["id"], from_snapshot=True
             )
-        await record_reversals(tx, payout.id, reversals, now=now)
+        if await record_reversals(tx, payout.id, reversals, now=now):
+            cause = f"reversals of transfer {transfer['id']}"
+            await follow_merchant_balance(ctx, tx, payout.merchant_id, cause=cause)
 
 
 async def _reversals(ctx: ApplyContext, transfer: StripeObject) -> list[Reversal]:
@@ -92,6 +95,7 @@ def _mismatch(payout: Payout, transfer: StripeObject, merchant: Merchant | None)
     if int(transfer["amount"]) != payout.amount or transfer["currency"] != payout.currency:
         return f"amount {transfer['amount']} {transfer['currency']} is not {payout.amount}"
     destination = stripe_id(transfer.get("destination"))
-    if merchant is None or destination != merchant.stripe_account_id:
-        return f"destination {destination} is not the merchant's account"
+    expected = payout.destination or (merchant.stripe_account_id if merchant else None)
+    if destination is None or destination != expected:
+        return f"destination {destination} is not the account the payout is for ({expected})"
     return ""

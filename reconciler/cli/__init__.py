@@ -10,12 +10,13 @@ import contextlib
 import gc
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import replace
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from reconciler.cli import tokens
 from reconciler.cli.events_table import format_events
 from reconciler.config import ConfigError, Secret, Settings
 from reconciler.db.schema import code_head, migrate, require_current_schema
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     replay = event_commands.add_parser("replay", help="retry a failed or dead event now")
     replay.add_argument("event", help="Stripe event id (evt_...) or inbox row id")
+    tokens.add_parser(commands)
     sandbox = commands.add_parser("sandbox", help="run the local Stripe sandbox")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=12111)
@@ -72,19 +74,28 @@ class DatabaseUnavailable(ReconcilerError):
     code = "database_unavailable"
 
 
-async def _events(settings: Settings, args: argparse.Namespace) -> str:
+async def _guarded(command: Awaitable[str]) -> str:
+    """A command's answer, or a one-line error when the database cannot be reached."""
     try:
-        async with open_database(settings) as db:
-            await require_current_schema(db)
-            if args.events_command == "replay":
-                async with db.write() as conn:
-                    row = await replay(conn, args.event, utcnow())
-                return f"{row.stripe_event_id} ({row.event_type}) queued for replay"
-            async with db.read() as conn:
-                rows = await list_events(conn, status=args.status, limit=max(args.limit, 1))
-            return format_events(rows)
+        return await command
     except (SQLAlchemyError, OSError) as error:
         raise DatabaseUnavailable(f"database unavailable: {type(error).__name__}") from None
+
+
+async def _events(settings: Settings, args: argparse.Namespace) -> str:
+    return await _guarded(_events_command(settings, args))
+
+
+async def _events_command(settings: Settings, args: argparse.Namespace) -> str:
+    async with open_database(settings) as db:
+        await require_current_schema(db)
+        if args.events_command == "replay":
+            async with db.write() as conn:
+                row = await replay(conn, args.event, utcnow())
+            return f"{row.stripe_event_id} ({row.event_type}) queued for replay"
+        async with db.read() as conn:
+            rows = await list_events(conn, status=args.status, limit=max(args.limit, 1))
+        return format_events(rows)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -162,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve(settings, args.host, args.port)
         elif args.command == "events":
             print(asyncio.run(_events(settings, args)))
+        elif args.command == "tokens":
+            print(asyncio.run(_guarded(tokens.run(settings, args))))
         elif args.command == "sandbox":
             _sandbox(args.host, args.port, args.seed)
     except (ConfigError, ReconcilerError) as error:

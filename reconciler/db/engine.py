@@ -26,7 +26,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_IMMEDIATE = "reconciler_immediate"
+# Execution option: begin the connection's transactions with BEGIN IMMEDIATE (SQLite).
+IMMEDIATE = "reconciler_immediate"
 
 
 def configure_sqlite_connection(connection: Any) -> None:
@@ -50,7 +51,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        immediate = connection.get_execution_options().get(IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -94,7 +95,7 @@ class Database:
                 yield conn
             return
         async with self._turn(), self.engine.connect() as conn:
-            await conn.execution_options(**{_IMMEDIATE: True})
+            await conn.execution_options(**{IMMEDIATE: True})
             async with conn.begin():
                 yield conn
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from reconciler.db.engine import Database
+from reconciler.db.dialect import is_postgres
+from reconciler.db.engine import IMMEDIATE, Database
 from reconciler.errors import SchemaNotCurrent
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -32,12 +34,46 @@ def code_head() -> str:
 
 async def migrate(db: Database, revision: str = "head") -> None:
     """Bring the database up to `revision` (default: the newest)."""
+    await _run(db, lambda connection: command.upgrade(_alembic_config(connection), revision))
 
-    def upgrade(connection: Connection) -> None:
-        command.upgrade(_alembic_config(connection), revision)
 
+async def downgrade(db: Database, revision: str) -> None:
+    """Take the database back to `revision`, deliberately (what newer code added is lost)."""
+    await _run(db, lambda connection: command.downgrade(_alembic_config(connection), revision))
+
+
+async def _run(db: Database, migration: Callable[[Connection], None]) -> None:
+    if not is_postgres(db):
+        await _migrate_sqlite(db, migration)
+        return
     async with db.write() as conn:
-        await conn.run_sync(upgrade)
+        await conn.run_sync(migration)
+
+
+async def _migrate_sqlite(db: Database, upgrade: Callable[[Connection], None]) -> None:
+    """SQLite alters a table by copying it and dropping the old one, which its foreign keys
+    refuse while any row points at the table (and the pragma that allows it is ignored inside
+    a transaction). So the keys are off for the migration, on its own connection, and checked
+    whole before it commits: a migration that broke one fails, changing nothing."""
+
+    def run(connection: Connection) -> None:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("PRAGMA foreign_keys=OFF")  # outside any transaction: it takes effect
+        try:
+            with connection.begin():
+                upgrade(connection)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise SchemaNotCurrent(
+                        f"migration left {len(broken)} rows pointing nowhere, first: {broken[0]}"
+                    )
+        finally:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    async with db.writing(), db.engine.connect() as conn:
+        await conn.execution_options(**{IMMEDIATE: True})
+        await conn.run_sync(run)
 
 
 async def database_revision(db: Database) -> str | None:

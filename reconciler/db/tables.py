@@ -71,6 +71,7 @@ merchants = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False),
+    Column("email", String(254)),
     Column("stripe_account_id", String(64), unique=True),
     Column("connect_status", String(20), nullable=False),
     Column("charges_enabled", Boolean, nullable=False),
@@ -134,6 +135,9 @@ payouts = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
     Column("stripe_transfer_id", String(64), unique=True),
+    # The connected account the payout is for, fixed when it is accepted: a merchant who
+    # reconnects later does not redirect money already on its way.
+    Column("destination", String(64)),
     Column("currency", String(3), nullable=False),
     Column("amount", Amount, nullable=False),
     Column("amount_reversed", Amount, nullable=False),
@@ -254,4 +258,38 @@ discrepancies = Table(
         sqlite_where=text("status = 'open'"),
         postgresql_where=text("status = 'open'"),
     ),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    # A merchant token acts for this merchant only; admin and operator tokens for none.
+    Column("merchant_id", Id, ForeignKey("merchants.id")),
+    # SHA-256 of the token: the token itself is shown once and never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # The first characters, so a person can tell tokens apart in a list.
+    Column("display", String(24), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    CheckConstraint("role IN ('admin', 'operator', 'merchant')", "role_known"),
+    CheckConstraint(
+        "(role = 'merchant') = (merchant_id IS NOT NULL)", "merchant_tokens_name_a_merchant"
+    ),
+)
+
+# Every Stripe account ever linked to a merchant. `merchants.stripe_account_id` is the current
+# one; an account unlinked (disconnected, or replaced before onboarding) keeps its row, so its
+# late events are known for what they are and never link it again.
+connected_accounts = Table(
+    "connected_accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("merchant_id", Id, ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("stripe_account_id", String(64), nullable=False, unique=True),
+    Column("country", String(2)),
+    Column("linked_at", UTCDateTime(), nullable=False),
+    Column("unlinked_at", UTCDateTime()),
 )

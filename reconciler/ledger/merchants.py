@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from reconciler.db.tables import connected_accounts
 from reconciler.ledger.rows import Merchant, Requirements
 from reconciler.ledger.session import LedgerSession
 
@@ -80,12 +81,18 @@ def can_receive_transfers(merchant: Merchant) -> bool:
 
 
 async def create_merchant(
-    tx: LedgerSession, *, name: str, now: datetime, stripe_account_id: str | None = None
+    tx: LedgerSession,
+    *,
+    name: str,
+    now: datetime,
+    stripe_account_id: str | None = None,
+    email: str | None = None,
 ) -> int:
     state = ConnectState()
     merchant = await tx.insert(
         Merchant,
         name=name,
+        email=email,
         stripe_account_id=stripe_account_id,
         connect_status=connect_status(stripe_account_id, state),
         charges_enabled=state.charges_enabled,
@@ -96,6 +103,12 @@ async def create_merchant(
         created_at=now,
         updated_at=now,
     )
+    if stripe_account_id is not None:  # its first account (see ledger.connected_accounts)
+        await tx.execute(
+            connected_accounts.insert().values(
+                merchant_id=merchant.id, stripe_account_id=stripe_account_id, linked_at=now
+            )
+        )
     return merchant.id
 
 

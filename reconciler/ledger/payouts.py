@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
+from reconciler.db.tables import journal_entries
 from reconciler.errors import (
     AccountCannotReceive,
     IllegalTransition,
@@ -53,6 +56,7 @@ async def reserve_payout(
         Payout,
         merchant_id=merchant_id,
         stripe_transfer_id=None,
+        destination=merchant.stripe_account_id,
         currency=currency,
         amount=amount,
         amount_reversed=0,
@@ -158,7 +162,14 @@ async def record_reversals(
     if status != payout.status:
         PAYOUT.require(payout.status, status)
     tx.update(payout, now=now, status=status, amount_reversed=amount_reversed)
-    for reversal_id, amount in reversals:
+    # Reversals booked before they were keyed by id (`reversed_to:<total>` entries) are
+    # covered first: only what lies beyond that total is booked again.
+    covered = await _reversed_before_keys(tx, payout_id)
+    for reversal_id, amount in sorted(reversals):
+        booked_before = min(amount, covered)
+        covered -= booked_before
+        if amount == booked_before:
+            continue
         # A reversal booked by an earlier snapshot is found by its key and not booked again.
         _post(
             tx,
@@ -166,10 +177,22 @@ async def record_reversals(
             f"reversal:{reversal_id}",
             accounts.PLATFORM_AVAILABLE,
             accounts.merchant_payable(payout.merchant_id),
-            amount,
+            amount - booked_before,
             now=now,
         )
     return True
+
+
+async def _reversed_before_keys(tx: LedgerSession, payout_id: int) -> int:
+    """The reversed total this payout's journal recorded as running totals (keys
+    `payout:<id>:reversed_to:<total>`, before reversals were booked one by one)."""
+    prefix = f"payout:{payout_id}:reversed_to:"
+    keys = await tx.execute(
+        select(journal_entries.c.idempotency_key).where(
+            journal_entries.c.idempotency_key.startswith(prefix, autoescape=True)
+        )
+    )
+    return max((int(key.removeprefix(prefix)) for (key,) in keys), default=0)
 
 
 def _post(

@@ -75,6 +75,7 @@ class Merchant(LedgerRow):
 
     id: int
     name: str
+    email: str | None
     stripe_account_id: str | None
     connect_status: str
     charges_enabled: bool
@@ -143,6 +144,7 @@ class Payout(LedgerRow):
     id: int
     merchant_id: int
     stripe_transfer_id: str | None
+    destination: str | None
     currency: str
     amount: int
     amount_reversed: int

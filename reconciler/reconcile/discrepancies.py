@@ -1,7 +1,7 @@
 """Discrepancies: differences between the ledger and Stripe, kept for a person to resolve.
 
-Recording one that is already open for the same kind and object changes nothing (a partial
-unique index), so every path that notices a difference may simply record it.
+At most one is open per kind and object (a partial unique index): recording one that is
+already open updates it, so every path that notices a difference may simply record it.
 """
 
 from __future__ import annotations
@@ -44,31 +44,39 @@ async def record_discrepancy(
     merchant_id: int | None = None,
     ledger_value: Any = None,
     stripe_value: Any = None,
-) -> bool:
-    """Open a discrepancy unless the same one is already open. Returns whether it is new."""
+) -> None:
+    """Open a discrepancy, or, if the same one is open, bring it up to date: what it says and
+    the values it compares are the latest seen (a merchant owed more since, a payment booked
+    since it was first reported), `created_at` stays when it was first seen."""
     if kind not in KINDS:
         raise ValueError(f"unknown discrepancy kind {kind!r}")
-    result = await conn.execute(
-        insert_for(conn, discrepancies)
-        .values(
-            kind=kind,
-            object_type=object_type,
-            object_id=object_id,
-            merchant_id=merchant_id,
-            ledger_value=ledger_value,
-            stripe_value=stripe_value,
-            detail=detail,
-            status="open",
-            detected_by=detected_by,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(
+    statement = insert_for(conn, discrepancies).values(
+        kind=kind,
+        object_type=object_type,
+        object_id=object_id,
+        merchant_id=merchant_id,
+        ledger_value=ledger_value,
+        stripe_value=stripe_value,
+        detail=detail,
+        status="open",
+        detected_by=detected_by,
+        created_at=now,
+        updated_at=now,
+    )
+    seen = statement.excluded
+    await conn.execute(
+        statement.on_conflict_do_update(
             index_elements=["kind", "object_type", "object_id"],
             index_where=text("status = 'open'"),
+            set_={
+                "detail": seen.detail,
+                "ledger_value": seen.ledger_value,
+                "stripe_value": seen.stripe_value,
+                "detected_by": seen.detected_by,
+                "updated_at": seen.updated_at,
+            },
         )
     )
-    return bool(result.rowcount)
 
 
 async def resolve_discrepancy(

@@ -485,6 +485,41 @@ CASES = [
         code="parameter_invalid_integer",
     ),
     Case(
+        "control_dashboard_cancel_refund_unknown_key",
+        lambda w: control(w, "POST", f"/dashboard/refunds/{w.refund}/cancel", {"now": True}),
+        "now",
+        code="parameter_unknown",
+    ),
+    Case(
+        "control_dashboard_cancel_refund_unknown_refund",
+        lambda w: control(w, "POST", "/dashboard/refunds/re_nope/cancel"),
+        "id",
+        status=404,
+        code="resource_missing",
+    ),
+    Case(
+        "control_top_up_amount_not_an_integer",
+        lambda w: control(w, "POST", "/balance/top_up", {"amount": 5.5, "currency": "usd"}),
+        "amount",
+        code="parameter_invalid_integer",
+    ),
+    Case(
+        "control_top_up_amount_not_positive",
+        lambda w: control(w, "POST", "/balance/top_up", {"amount": -100, "currency": "usd"}),
+        "amount",
+    ),
+    Case(
+        "control_top_up_bad_currency",
+        lambda w: control(w, "POST", "/balance/top_up", {"amount": 100, "currency": "xyz"}),
+        "currency",
+    ),
+    Case(
+        "control_top_up_without_currency",
+        lambda w: control(w, "POST", "/balance/top_up", {"amount": 100}),
+        "currency",
+        code="parameter_missing",
+    ),
+    Case(
         "control_dashboard_reversal_bad_metadata",
         lambda w: control(
             w,
@@ -646,3 +681,23 @@ def test_refused_request_replayed_under_its_key_still_changes_nothing(
     )
     changed = differences(before, snapshot(sandbox.sandbox))
     assert f"new payment_intent {fixed.id}" in changed and "deliveries" in changed
+
+
+def _refused_cancel(w: World, refund_id: str) -> str:
+    status, error = control(w, "POST", f"/dashboard/refunds/{refund_id}/cancel")
+    assert (status, error.get("type"), error.get("param")) == (400, "invalid_request_error", None)
+    return str(error["message"])
+
+
+def test_refused_dashboard_cancel_changes_nothing(world: World, sandbox: RunningSandbox) -> None:
+    world.control.advance(1_800)  # world.refund succeeded at the start: its window has closed
+    before = snapshot(sandbox.sandbox)
+    assert "window" in _refused_cancel(world, world.refund)
+    assert differences(before, snapshot(sandbox.sandbox)) == []
+
+    fresh = world.client.v1.refunds.create(params={"payment_intent": world.paid, "amount": 100})
+    world.control.post(f"/dashboard/refunds/{fresh.id}/cancel")
+    world.control.flush()
+    before = snapshot(sandbox.sandbox)
+    assert "status of canceled" in _refused_cancel(world, fresh.id)
+    assert differences(before, snapshot(sandbox.sandbox)) == []

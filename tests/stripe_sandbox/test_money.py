@@ -248,3 +248,18 @@ def test_reversing_a_transfer_of_pending_funds_gives_back_pending_funds(
             params={"amount": 1_500, "currency": "usd", "destination": account.id}
         )
     assert refused.value.code == "balance_insufficient"
+
+
+def test_balance_shows_negative_available_and_empty_prefunding(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    intent = pay(client, 10_000)
+    client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 2_000})
+    balance = client.v1.balance.retrieve()
+    assert (balance.available[0].amount, balance.pending[0].amount) == (-2_000, 9_680)
+    prefunding = balance.to_dict()["refund_and_dispute_prefunding"]
+    assert prefunding == {
+        "available": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}],
+        "pending": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}],
+    }
+    assert control.get("/state")["balance"]["available"][0]["amount"] == -2_000

@@ -179,3 +179,25 @@ async def test_a_refund_of_a_converted_payment_is_reported_not_booked(
     ]
     async with ledger_reader(db) as conn:
         assert await conn.scalar(select(func.count()).select_from(refunds)) == 0
+
+
+async def test_a_converted_payment_captured_asynchronously_is_reported_once_settled(
+    db: Database, now: datetime
+) -> None:
+    async with ledger_session(db) as conn:
+        merchant_id = await payable_merchant(conn, now)
+    stripe = Stripe(merchant_id, None)  # type: ignore[arg-type]
+    ctx = ApplyContext(db=db, stripe=stripe, fees=FeeSchedule(), clock=lambda: now)  # type: ignore[arg-type]
+
+    # The charge shows no balance transaction yet: nothing to book, nothing to report yet.
+    await apply_object(ctx, intent("succeeded", merchant_id))
+    assert await kinds_found(db) == []
+    stripe.transaction = SETTLED  # charge.updated: now it does
+    await apply_object(ctx, {**charge(SETTLED), "balance_transaction": "txn_1"})
+
+    async with ledger_reader(db) as conn:
+        found = await conn.execute(select(discrepancies.c.kind, discrepancies.c.ledger_value))
+        assert [tuple(row) for row in found] == [
+            ("unsupported_currency", {"amount": 11000, "currency": "usd"})
+        ]
+        assert sorted(await journal_history(conn)) == sorted(EUR_PAID)

@@ -44,6 +44,7 @@ def merchant_row(account: str, name: str = "Café O'Brien") -> dict[str, Any]:
     """Booleans both ways, a JSON column holding a list and an object."""
     return {
         "name": name,
+        "email": None,
         "stripe_account_id": account,
         "connect_status": "restricted",
         "charges_enabled": True,

@@ -1,0 +1,46 @@
+"""Refreshing the platform's balance from Stripe, once for everyone waiting.
+
+Payouts and refunds check the platform's available balance freshly read from Stripe. Under
+load many requests want it at once: they share the Stripe call in flight when they ask (or
+start one), so Stripe sees a handful of balance reads, not one per request, and every figure
+is at most one Stripe round trip old. What ICPay has accepted and not yet executed is the
+ledger's to subtract, not Stripe's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from reconciler.apply.balance import apply_fetched_balance
+from reconciler.apply.context import ApplyContext
+from reconciler.ledger.platform_balance import PlatformBalance, platform_balance
+
+
+class BalanceRefresher:
+    def __init__(self, context: ApplyContext) -> None:
+        self._context = context
+        self._in_flight: asyncio.Task[None] | None = None
+        self.stripe_reads = 0  # how many times Stripe was asked (for benchmarks and tests)
+
+    async def refresh(self, currency: str) -> PlatformBalance:
+        """The balance in `currency` as Stripe reports it now (a currency Stripe reports
+        nothing in holds nothing)."""
+        if self._in_flight is None or self._in_flight.done():
+            self._in_flight = asyncio.ensure_future(self._read())
+        # A waiter that gives up does not cancel the read the others are waiting for.
+        await asyncio.shield(self._in_flight)
+        async with self._context.db.read() as conn:
+            balance = await platform_balance(conn, currency)
+        if balance is None:
+            return PlatformBalance(currency, 0, 0, self._context.clock(), "fetched")
+        return balance
+
+    async def _read(self) -> None:
+        self.stripe_reads += 1
+        await apply_fetched_balance(self._context, await self._context.stripe.balance())
+
+    async def newest(self, currency: str) -> PlatformBalance:
+        """The newest snapshot, refreshed from Stripe first if there is none yet."""
+        async with self._context.db.read() as conn:
+            balance = await platform_balance(conn, currency)
+        return balance if balance is not None else await self.refresh(currency)

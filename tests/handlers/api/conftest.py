@@ -1,0 +1,64 @@
+"""The API in-process, on a migrated database, with tokens made as the CLI makes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from handlers._runtime import app_runtime
+from handlers.app import create_app
+from reconciler.config import Secret, Settings
+from reconciler.runtime import Runtime
+from reconciler.tokens import create_token
+from reconciler.types import utcnow
+from stripe_sandbox import run_sandbox_sync
+
+
+@dataclass
+class Api:
+    client: TestClient
+
+    @property
+    def runtime(self) -> Runtime:
+        return app_runtime(self.client.app)  # type: ignore[arg-type]
+
+    def token(self, role: str, account: int | None = None) -> str:
+        async def make() -> str:
+            async with self.runtime.database.write() as conn:
+                _, token = await create_token(conn, role=role, merchant_id=account, now=utcnow())
+            return token
+
+        return self.client.portal.call(make)  # type: ignore[union-attr]
+
+    def call(
+        self, method: str, path: str, token: str | None, body: Any = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        response = self.client.request(
+            method, "/api/v1" + path, json=body, headers=headers, **kwargs
+        )
+        return response.status_code, response.json()
+
+    def account(self, operator: str, name: str = "Acme") -> int:
+        status, body = self.call(
+            "POST", "/accounts", operator, {"name": name, "email": f"{name.lower()}@example.com"}
+        )
+        assert status == 201, body
+        return int(body["id"])
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    with run_sandbox_sync(seed=3) as sandbox:
+        settings = Settings(
+            database_url=database_url,
+            stripe_api_key=Secret("sk_test_api_tests"),
+            stripe_api_base=sandbox.url,
+            inbox_worker_enabled=False,
+        )
+        with TestClient(create_app(settings)) as client:
+            yield Api(client)
