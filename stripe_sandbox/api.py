@@ -43,7 +43,8 @@ class Call:
     method: str
     base_url: str
     api_key: str
-    # The Stripe-Account header: whose events to read (the only use the sandbox supports).
+    # The Stripe-Account (or Stripe-Context) header: whose events to read, or which account
+    # reads itself (the only uses the sandbox supports).
     account: str | None = None
 
 
@@ -98,16 +99,21 @@ def api_endpoint(
         api_key = ""
         try:
             api_key = authenticate(request)
-            account = request.headers.get("stripe-account") or None
+            # Stripe-Context supersedes Stripe-Account; for a connected account both name it.
+            account = (
+                request.headers.get("stripe-account")
+                or request.headers.get("stripe-context")
+                or None
+            )
             if account:
                 check_access(sb, account, api_key)  # a lost account: 403, whatever the call
-            if account and not (method == "GET" and path.startswith("/v1/events")):
+            if account and not _as_account_allowed(method, path, account):
                 raise invalid_request(
                     "The sandbox keeps no connected-account context: the Stripe-Account "
-                    "header is supported only for reading a connected account's events."
+                    "and Stripe-Context headers are supported only for reading a connected "
+                    "account's events and the account itself."
                 )
-            raw = (await request.body()).decode() if method == "POST" else request.url.query
-            params = decode(raw)
+            params = await _params(request)
             fault = sb.faults.for_api(method, path)
             if fault is not None and not fault.execute:
                 await _fault_before(sb, fault)
@@ -145,6 +151,28 @@ def api_endpoint(
             return _respond(500, json_bytes(api_error().body(request_id)), headers)
 
     return endpoint
+
+
+def _as_account_allowed(method: str, path: str, account: str) -> bool:
+    return method == "GET" and (
+        path.startswith(("/v1/events", "/v2/core/events")) or path == f"/v1/accounts/{account}"
+    )
+
+
+async def _params(request: Request) -> Params:
+    """A v1 call's form (body or query); a v2 call's JSON body (or query, for a GET)."""
+    if request.method != "POST":
+        return decode(request.url.query)
+    raw = (await request.body()).decode()
+    if not request.url.path.startswith("/v2/"):
+        return decode(raw)
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        raise invalid_request("The request body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    return body
 
 
 async def _run(

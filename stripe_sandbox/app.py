@@ -15,10 +15,12 @@ from . import (
     balance,
     charges,
     control,
+    destinations,
     events,
     onboarding,
     payment_intents,
     refunds,
+    thin,
     transfers,
     webhooks,
 )
@@ -38,6 +40,8 @@ RESOURCE_ROUTES = [
     *onboarding.ROUTES,
     *events.ROUTES,
     *webhooks.ROUTES,
+    *destinations.ROUTES,
+    *thin.ROUTES,
 ]
 
 
@@ -57,7 +61,8 @@ def create_app(
         Route(path, api_endpoint(sb, handler, kind), methods=[method])
         for method, path, handler, kind in RESOURCE_ROUTES
     ]
-    routes.append(Route("/v1/{rest:path}", _unknown, methods=["GET", "POST", "DELETE"]))
+    for prefix in ("/v1", "/v2"):
+        routes.append(Route(prefix + "/{rest:path}", _unknown, methods=["GET", "POST", "DELETE"]))
     routes.extend(control.routes(sb))
     page = onboarding.onboarding_endpoint(sb)
     routes.append(Route("/_sandbox/onboarding/{token}", page, methods=["GET", "POST"]))

@@ -1,4 +1,8 @@
-"""Webhook delivery: signing, the background worker, retries with backoff, and faults."""
+"""Webhook delivery: signing, the background worker, retries with backoff, and faults.
+
+One machinery for every receiver: v1 webhook endpoints (snapshot events) and v2 event
+destinations, which take the snapshot event or its thin counterpart (`thin.py`).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,14 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from .destinations import DESTINATION_OBJECT, receives_from
+from .thin import notification, thin_id, thin_type
 
 if TYPE_CHECKING:
     from .state import Sandbox
@@ -28,27 +36,49 @@ def sign(secret: str, payload: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+def _enabled(receiver: Obj, event_type: str) -> bool:
+    return receiver["status"] == "enabled" and any(
+        pattern == "*" or fnmatch.fnmatchcase(event_type, pattern)
+        for pattern in receiver["enabled_events"]
+    )
+
+
 def endpoint_wants(endpoint: Obj, connect: bool, event: Obj) -> bool:
     """Connect endpoints get events about connected accounts; the others, platform events."""
-    if endpoint["status"] != "enabled":
+    return connect == ("account" in event) and _enabled(endpoint, event["type"])
+
+
+def destination_wants(destination: Obj, event: Obj) -> bool:
+    """`events_from` says whose events (`self`, `other_accounts`); a thin destination
+    names the events it takes by their thin names (`v1.charge.succeeded`)."""
+    own, others = receives_from(destination)
+    if not (others if "account" in event else own):
         return False
-    if connect != ("account" in event):
-        return False
-    return any(
-        pattern == "*" or fnmatch.fnmatchcase(event["type"], pattern)
-        for pattern in endpoint["enabled_events"]
-    )
+    thin = destination["event_payload"] == "thin"
+    return _enabled(destination, thin_type(event["type"]) if thin else event["type"])
+
+
+def _url(receiver: Obj) -> str:
+    if receiver["object"] == DESTINATION_OBJECT:
+        return str(receiver["webhook_endpoint"]["url"])
+    return str(receiver["url"])
 
 
 @dataclass
 class Delivery:
-    """One event owed to one endpoint."""
+    """One event owed to one endpoint (a webhook endpoint or an event destination).
+
+    `event_id` and `event_type` are the v1 event's; `payload` says whether that snapshot is
+    sent or its thin counterpart, `delivered_id`.
+    """
 
     id: int
     event_id: str
     event_type: str
     endpoint_id: str
     due: float
+    payload: str = "snapshot"  # snapshot | thin
+    delivered_id: str = ""
     attempts: int = 0
     status: str = "pending"  # pending | succeeded | failed | dropped
     held: bool = False
@@ -78,15 +108,32 @@ class Deliverer:
 
     def enqueue(self, event: Obj) -> None:
         now = self._sb.clock.now()
-        endpoints = reversed(self._sb.store.newest_first("webhook_endpoint"))
-        for endpoint in endpoints:
-            connect = endpoint["id"] in self._sb.private.connect_endpoints
-            if endpoint_wants(endpoint, connect, event):
-                self.items.append(
-                    Delivery(next(self._ids), event["id"], event["type"], endpoint["id"], now)
+        for receiver_id, payload in self._receivers(event):
+            delivered = event["id"] if payload == "snapshot" else thin_id(event["id"])
+            self.items.append(
+                Delivery(
+                    next(self._ids),
+                    event["id"],
+                    event["type"],
+                    receiver_id,
+                    now,
+                    payload=payload,
+                    delivered_id=delivered,
                 )
-                event["pending_webhooks"] += 1
+            )
+            # A thin delivery not yet acknowledged leaves the event undelivered too.
+            event["pending_webhooks"] += 1
         self._wake.set()
+
+    def _receivers(self, event: Obj) -> Iterator[tuple[str, str]]:
+        """Every receiver owed `event`, oldest first, with the payload it takes."""
+        store, connect_endpoints = self._sb.store, self._sb.private.connect_endpoints
+        for endpoint in reversed(store.newest_first("webhook_endpoint")):
+            if endpoint_wants(endpoint, endpoint["id"] in connect_endpoints, event):
+                yield endpoint["id"], "snapshot"
+        for destination in reversed(store.newest_first(DESTINATION_OBJECT)):
+            if destination_wants(destination, event):
+                yield destination["id"], destination["event_payload"]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stripe-sandbox-deliveries")
@@ -196,7 +243,12 @@ class Deliverer:
 
     async def _post(self, item: Delivery, endpoint: Obj, event: Obj) -> bool:
         secret = self._sb.private.endpoint_secrets[endpoint["id"]]
-        payload = json.dumps(event, indent=2).encode()
+        body = event
+        if item.payload == "thin":
+            thin = self._sb.store.find(item.delivered_id)
+            assert thin is not None  # made with the event, kept as long
+            body = notification(thin)
+        payload = json.dumps(body, indent=2).encode()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
@@ -207,7 +259,7 @@ class Deliverer:
             self._client = httpx.AsyncClient(timeout=self._sb.settings.delivery_timeout)
         item.sent += 1
         try:
-            response = await self._client.post(endpoint["url"], content=payload, headers=headers)
+            response = await self._client.post(_url(endpoint), content=payload, headers=headers)
         except httpx.HTTPError as exc:
             item.last_status, item.last_error = None, f"{type(exc).__name__}: {exc}"
             return False

@@ -10,6 +10,7 @@ from .errors import invalid_request, missing
 from .forms import Params, check_known, get_bool, get_list, get_str
 from .settings import API_VERSION
 from .store import paginate
+from .thin import create_thin_event
 
 if TYPE_CHECKING:
     from .api import Call
@@ -47,6 +48,7 @@ def create_event(
     if account is not None:
         event = {"account": account, **event}
     sb.store.add(event)
+    create_thin_event(sb, event)
     sb.deliveries.enqueue(event)
     return event
 

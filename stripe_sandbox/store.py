@@ -23,6 +23,8 @@ KIND_NAMES = {
     "event": "event",
     "webhook_endpoint": "webhook endpoint",
     "payout": "payout",
+    "v2.core.event": "event",
+    "v2.core.event_destination": "event destination",
 }
 
 

@@ -41,7 +41,8 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str:
     return value
 
 
-def _created(value: object) -> int:
+def created_at(value: object) -> int:
+    """An event's `created` as a unix time, whichever shape (unix or ISO-8601) it has."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -75,7 +76,7 @@ def parse_event(raw: bytes) -> EventEnvelope:
         payload=payload,
         stripe_event_id=_text(body, "id", _MAX_ID),
         event_type=_text(body, "type", _MAX_TYPE),
-        created=_created(body.get("created")),
+        created=created_at(body.get("created")),
         livemode=livemode,
         account=account or None,
         thin=thin,

@@ -226,6 +226,44 @@ async def test_the_stripe_reads_a_batch_will_make_are_told_beforehand(
             },
             [("refund", "re_2")],
         ),
+        (
+            {
+                "id": "evt_thin_account",
+                "object": "v2.core.event",
+                "type": "v1.account.updated",
+                "context": "acct_1",
+                "related_object": {"type": "account", "id": "acct_1"},
+            },
+            [("account", "acct_1")],  # a connected account's, yet ours: fetched as the platform
+        ),
+        (
+            {
+                "id": "evt_thin_balance",
+                "object": "v2.core.event",
+                "type": "v1.balance.available",
+                "related_object": {"type": "balance", "url": "/v1/balance"},
+            },
+            [("balance", "")],
+        ),
+        (
+            {
+                "id": "evt_thin_deauthorized",
+                "object": "v2.core.event",
+                "type": "v1.account.application.deauthorized",
+                "context": "acct_1",
+            },
+            [],  # nothing to fetch: the context is the account
+        ),
+        (
+            {
+                "id": "evt_thin_connected_charge",
+                "object": "v2.core.event",
+                "type": "v1.charge.succeeded",
+                "context": "acct_9",
+                "related_object": {"type": "charge", "id": "ch_9"},
+            },
+            [],
+        ),
     ]
     async with ledger_reader(db) as tx:
         for payload, expected in cases:
