@@ -63,6 +63,10 @@ class StripeMemo:
     def seal(self) -> None:
         self._sealed = True
 
+    def held(self) -> list[StripeObject]:
+        """The objects read so far."""
+        return list(self._held.values())
+
     async def warm(self, reads: Iterable[StripeRead]) -> None:
         """Make these reads, a few at a time. An object Stripe does not have, or no longer
         lets the platform read (a lost connected account), is not kept: applying asks again,
@@ -158,7 +162,19 @@ async def read_stripe_first(
         await load_rows(reader, payloads)
         reads = [call for payload in payloads for call in await reads_of(reader, payload)]
     await memo.warm(reads)
+    if not memo.held():
+        return memo
+    # What the objects fetched will need in turn (a thin event's object is known only now).
+    async with ledger_reader(ctx.db) as reader:
+        await load_rows(reader, payloads)
+        reads = [call for held in memo.held() for call in await _reads_of(reader, held)]
+    await memo.warm(reads)
     return memo
+
+
+async def _reads_of(reader: LedgerSession, obj: StripeObject) -> list[StripeRead]:
+    kind = kind_of(obj)
+    return await kind.reads(reader, obj) if kind is not None else []
 
 
 async def apply_together(
