@@ -141,6 +141,9 @@ class Settings:
     port: int = 8000
     log_level: str = "info"
     sandbox_port: int = 12111
+    # ICPay's dashboard: Stripe's hosted onboarding sends the merchant back to its Settings
+    # page (`?stripe=return`, or `?stripe=refresh` for a link that expired).
+    dashboard_url: str = "http://127.0.0.1:3000"
     # The inbox worker: off makes an ingest-only instance (events are stored, not applied).
     inbox_worker_enabled: bool = True
     # Which applier the worker calls: `ledger` (the real one), `noop`, or `<module>:<factory>`
@@ -151,6 +154,9 @@ class Settings:
     inbox_backoff_base_seconds: int = 10
     inbox_backoff_cap_seconds: int = 3600
     inbox_lease_seconds: int = 300
+    # The payout executor (makes the Connect transfer of each accepted payout) runs in
+    # instances with the inbox worker, unless switched off here.
+    payout_executor_enabled: bool = True
 
     @property
     def uses_sandbox(self) -> bool:
@@ -184,8 +190,12 @@ class Settings:
         api_base = read.string("STRIPE_API_BASE", default.stripe_api_base or "") or None
         if api_base is not None and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
+        dashboard_url = read.string("DASHBOARD_URL", default.dashboard_url).rstrip("/")
+        if not dashboard_url.startswith(("http://", "https://")):
+            raise ConfigError(f"DASHBOARD_URL must be an http(s) URL, got {dashboard_url!r}")
         return cls(
             database_url=database_url,
+            dashboard_url=dashboard_url,
             stripe_api_key=read.secret(
                 "STRIPE_API_KEY",
                 default.stripe_api_key.reveal(),
@@ -219,5 +229,8 @@ class Settings:
             ),
             inbox_lease_seconds=read.integer(
                 "INBOX_LEASE_SECONDS", default.inbox_lease_seconds, minimum=1
+            ),
+            payout_executor_enabled=read.boolean(
+                "PAYOUT_EXECUTOR_ENABLED", default.payout_executor_enabled
             ),
         )

@@ -26,7 +26,16 @@ class NotFound(ReconcilerError):
 
 
 class InsufficientBalance(ReconcilerError):
-    code = "insufficient_balance"
+    """The merchant's internal balance does not cover it."""
+
+    code = "insufficient_merchant_balance"
+
+
+class InsufficientPlatformBalance(ReconcilerError):
+    """The platform's available Stripe balance, less what is accepted and not yet executed,
+    does not cover it."""
+
+    code = "insufficient_platform_balance"
 
 
 class RefundExceedsPayment(ReconcilerError):
@@ -47,3 +56,25 @@ class AccountCannotReceive(ReconcilerError):
     """The merchant's connected account cannot take this money (missing or not enabled)."""
 
     code = "account_cannot_receive"
+
+
+class InvalidRequest(ReconcilerError):
+    """What was asked cannot be done as asked; `param` names the input at fault, if one is."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ConnectNotReady(ReconcilerError):
+    """The merchant's connected account cannot do this yet (not linked, not onboarded)."""
+
+    code = "connect_not_ready"
+
+
+class IdempotencyConflict(ReconcilerError):
+    """An Idempotency-Key used before for a different request."""
+
+    code = "idempotency_conflict"

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import stripe
-from stripe.params import RefundListParams, TransferReversalListParams
+from stripe.params import (
+    AccountCreateParams,
+    RefundListParams,
+    TransferCreateParams,
+    TransferListParams,
+    TransferReversalListParams,
+)
 
 from reconciler.config import Secret
 from reconciler.types import StripeObject
@@ -45,12 +51,22 @@ class GatewayError(Exception):
         http_status: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        param: str | None = None,
+        stripe_message: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.http_status = http_status
         self.code = code
         self.retry_after = retry_after
+        # The request parameter Stripe refused, and what it said, for a caller to pass on.
+        self.param = param
+        self.stripe_message = stripe_message
+
+    @property
+    def refused_input(self) -> bool:
+        """Stripe refused what was asked (a 400 naming a parameter): the caller's to fix."""
+        return self.http_status == 400 and self.param is not None
 
 
 class StripeNotFound(GatewayError):
@@ -79,7 +95,13 @@ def classify(error: stripe.StripeError) -> GatewayError:
     if (error.headers or {}).get("stripe-should-retry") == "false":
         retryable = False
     return GatewayError(
-        message, retryable=retryable, http_status=status, code=code, retry_after=retry_after
+        message,
+        retryable=retryable,
+        http_status=status,
+        code=code,
+        retry_after=retry_after,
+        param=getattr(error, "param", None),
+        stripe_message=error.user_message,
     )
 
 
@@ -233,6 +255,80 @@ class StripeGateway:
         a restart; otherwise one is made here, once per logical call."""
         key = idempotency_key or f"icpay:{what}:{uuid.uuid4()}"
         return await self._call(what, lambda: call({"idempotency_key": key}))
+
+    async def create_express_account(
+        self, *, merchant_id: int, country: str, email: str | None, idempotency_key: str
+    ) -> StripeObject:
+        """An Express account for the merchant, able to receive Connect transfers, named as
+        ours in its metadata (so a lost answer is found again)."""
+        params: AccountCreateParams = {
+            "type": "express",
+            "country": country,
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": {"icpay_account_id": str(merchant_id)},
+        }
+        if email:
+            params["email"] = email
+        return await self._create(
+            "account",
+            lambda options: self._client.v1.accounts.create_async(params=params, options=options),
+            idempotency_key,
+        )
+
+    async def create_account_link(
+        self, account_id: str, *, refresh_url: str, return_url: str, update: bool
+    ) -> StripeObject:
+        """A single-use link to Stripe's hosted onboarding (or, with `update`, to change
+        what was submitted). Each call is a new link: its key is made once per call."""
+        return await self._create(
+            "account_link",
+            lambda options: self._client.v1.account_links.create_async(
+                params={
+                    "account": account_id,
+                    "refresh_url": refresh_url,
+                    "return_url": return_url,
+                    "type": "account_update" if update else "account_onboarding",
+                },
+                options=options,
+            ),
+        )
+
+    async def create_transfer(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        destination: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> StripeObject:
+        """A Connect transfer from the platform's available balance to `destination`."""
+        params: TransferCreateParams = {
+            "amount": amount,
+            "currency": currency,
+            "destination": destination,
+            "metadata": metadata,
+        }
+        return await self._create(
+            "transfer",
+            lambda options: self._client.v1.transfers.create_async(params=params, options=options),
+            idempotency_key,
+        )
+
+    async def transfers_to(self, destination: str, *, created_gte: int) -> list[StripeObject]:
+        """Every transfer to `destination` made since `created_gte` (a Unix time)."""
+
+        def page_after(cursor: str | None) -> Awaitable[stripe.StripeObject]:
+            params: TransferListParams = {
+                "destination": destination,
+                "created": {"gte": created_gte},
+                "limit": 100,
+            }
+            if cursor:
+                params["starting_after"] = cursor
+            return self._client.v1.transfers.list_async(params=params)
+
+        return await self._list_all("transfers", page_after)
 
     async def create_webhook_endpoint(self, url: str, *, connect: bool) -> StripeObject:
         """Register an endpoint for every event, pinned to the API version this code reads;

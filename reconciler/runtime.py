@@ -25,6 +25,9 @@ from reconciler.inbox.worker import Applier, InboxWorker
 from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
 from reconciler.money import FeeSchedule
+from reconciler.paths.connect import ConnectOnboarding
+from reconciler.paths.executor import PayoutExecutor
+from reconciler.paths.payouts import PayoutRequests
 from reconciler.paths.platform_balance import BalanceRefresher
 
 
@@ -80,6 +83,9 @@ class Runtime:
     database: Database
     gateway: StripeGateway
     balances: BalanceRefresher
+    onboarding: ConnectOnboarding
+    payouts: PayoutRequests
+    executor: PayoutExecutor | None
     inbox_writer: InboxWriter
     worker: InboxWorker | None
 
@@ -114,18 +120,34 @@ async def open_runtime(
                 metrics=metrics,
             )
             resources.push_async_callback(worker.stop)
+        context = paths_context(database, gateway, settings)
+        balances = BalanceRefresher(context)
+        executor: PayoutExecutor | None = None
+        if settings.inbox_worker_enabled and settings.payout_executor_enabled:
+            executor = PayoutExecutor(context, gateway)
+            resources.push_async_callback(executor.stop)
         writer = InboxWriter(database, on_commit=worker.wake if worker else None)
         # Left last, closed first: no row is taken once the worker starts finishing.
         resources.push_async_callback(writer.close)
         writer.start()
         if worker is not None:
             worker.start()
+        if executor is not None:
+            executor.start()
         yield Runtime(
             settings=settings,
             metrics=metrics,
             database=database,
             gateway=gateway,
-            balances=BalanceRefresher(paths_context(database, gateway, settings)),
+            balances=balances,
+            onboarding=ConnectOnboarding(context, gateway, settings.dashboard_url),
+            payouts=PayoutRequests(
+                context,
+                balances,
+                settings.dashboard_url,
+                wake_executor=executor.wake if executor else lambda: None,
+            ),
+            executor=executor,
             inbox_writer=writer,
             worker=worker,
         )

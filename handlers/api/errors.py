@@ -24,7 +24,6 @@ STATUS_OF_CODE = {
     "idempotency_conflict": 409,
     "connect_not_ready": 409,
     "account_cannot_receive": 409,
-    "insufficient_balance": 409,
     "insufficient_merchant_balance": 409,
     "insufficient_platform_balance": 409,
     "refund_exceeds_payment": 409,
@@ -52,7 +51,7 @@ class ApiError(Exception):
 
 def from_core(error: ReconcilerError) -> ApiError:
     """A refusal of the core (a balance, a transition), answered with its own code."""
-    return ApiError(error.code, str(error))
+    return ApiError(error.code, str(error), param=getattr(error, "param", None))
 
 
 def _param(location: tuple[int | str, ...]) -> str | None:

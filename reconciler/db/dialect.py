@@ -57,3 +57,19 @@ async def sequence_ids(conn: AsyncConnection, table: Table, count: int) -> list[
         {"table": table.name, "n": count},
     )
     return [int(value) for (value,) in rows]
+
+
+class Executes(Connected, Protocol):
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+
+# One key for the platform's money: every check of the platform balance that then commits
+# to spending it holds this lock, so two merchants cannot both spend the last dollar.
+PLATFORM_SPEND_LOCK = 0x1C0A7_5BE4D
+
+
+async def lock_platform_spending(conn: Executes) -> None:
+    """Serialise the transactions that check the platform's balance and then spend from it.
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: already so, one writer at a time."""
+    if is_postgres(conn):
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLATFORM_SPEND_LOCK})

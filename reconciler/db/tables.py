@@ -144,8 +144,14 @@ payouts = Table(
     Column("status", String(24), nullable=False),
     Column("failure_message", Text),
     *_timestamps(),
+    # The API request that made it (its caller and Idempotency-Key, and a digest of what was
+    # asked), so a repeated request answers with this payout and never makes another.
+    Column("request_scope", String(64)),
+    Column("request_key", String(255)),
+    Column("request_digest", String(64)),
     CheckConstraint("amount > 0", "amount_positive"),
     CheckConstraint("amount_reversed >= 0 AND amount_reversed <= amount", "reversed_range"),
+    Index("uq_payouts_request", "request_scope", "request_key", unique=True),
 )
 
 platform_balance_snapshots = Table(

@@ -9,12 +9,13 @@ available balance; failure or cancellation gives it back; a transfer reversal re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from reconciler.db.tables import journal_entries
+from reconciler.db.tables import journal_entries, payouts
 from reconciler.errors import (
     AccountCannotReceive,
     IllegalTransition,
@@ -32,8 +33,33 @@ from reconciler.money import check_currency, check_positive
 REVERSIBLE = frozenset({"completed", "amount_reversed"})
 
 
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """The API request a payout is made for: who asked (`scope`), their Idempotency-Key,
+    and a digest of what they asked, so a repeat is told from a different request."""
+
+    scope: str
+    key: str
+    digest: str
+
+
+async def requested_payout(tx: LedgerSession, scope: str, key: str) -> Payout | None:
+    """The payout this caller's Idempotency-Key already made, if any."""
+    found = await tx.execute(
+        select(payouts.c.id).where(payouts.c.request_scope == scope, payouts.c.request_key == key)
+    )
+    payout_id = found.scalar_one_or_none()
+    return None if payout_id is None else await tx.get(Payout, int(payout_id))
+
+
 async def reserve_payout(
-    tx: LedgerSession, *, merchant_id: int, amount: int, currency: str, now: datetime
+    tx: LedgerSession,
+    *,
+    merchant_id: int,
+    amount: int,
+    currency: str,
+    now: datetime,
+    request: RequestKey | None = None,
 ) -> int:
     """Check the merchant can be paid `amount` and reserve it as a pending payout.
 
@@ -64,6 +90,9 @@ async def reserve_payout(
         failure_message=None,
         created_at=now,
         updated_at=now,
+        request_scope=request.scope if request else None,
+        request_key=request.key if request else None,
+        request_digest=request.digest if request else None,
     )
     payout_id = payout.id
     tx.post(

@@ -152,6 +152,9 @@ class Payout(LedgerRow):
     failure_message: str | None
     created_at: datetime
     updated_at: datetime
+    request_scope: str | None
+    request_key: str | None
+    request_digest: str | None
 
 
 _FIELD_NAMES: dict[type[LedgerRow], tuple[str, ...]] = {}

@@ -68,6 +68,8 @@ async def running_service(
         connect_webhook_secrets=(connect,),
         platform_fee_percent=FEE_PERCENT,
         inbox_backoff_base_seconds=1,
+        # The stories make their payouts' transfers themselves, as the Dashboard would.
+        payout_executor_enabled=False,
     )
     await asyncio.to_thread(server.start, create_app(settings))
     try:
