@@ -85,7 +85,7 @@ class Runtime:
     balances: BalanceRefresher
     onboarding: ConnectOnboarding
     payouts: PayoutRequests
-    executor: PayoutExecutor | None
+    executor: PayoutExecutor
     inbox_writer: InboxWriter
     worker: InboxWorker | None
 
@@ -122,9 +122,11 @@ async def open_runtime(
             resources.push_async_callback(worker.stop)
         context = paths_context(database, gateway, settings)
         balances = BalanceRefresher(context)
-        executor: PayoutExecutor | None = None
-        if settings.inbox_worker_enabled and settings.payout_executor_enabled:
-            executor = PayoutExecutor(context, gateway)
+        # Every instance executes the payouts its requests accept at once; the background
+        # loop (what is left: Stripe was down, the process died) runs where the worker does.
+        executor = PayoutExecutor(context, gateway)
+        background = settings.inbox_worker_enabled and settings.payout_executor_enabled
+        if background:
             resources.push_async_callback(executor.stop)
         writer = InboxWriter(database, on_commit=worker.wake if worker else None)
         # Left last, closed first: no row is taken once the worker starts finishing.
@@ -132,7 +134,7 @@ async def open_runtime(
         writer.start()
         if worker is not None:
             worker.start()
-        if executor is not None:
+        if background:
             executor.start()
         yield Runtime(
             settings=settings,
@@ -145,7 +147,7 @@ async def open_runtime(
                 context,
                 balances,
                 settings.dashboard_url,
-                wake_executor=executor.wake if executor else lambda: None,
+                wake_executor=executor.wake,
             ),
             executor=executor,
             inbox_writer=writer,

@@ -22,9 +22,11 @@ from reconciler.db.tables import payouts, refunds
 from reconciler.errors import (
     ConnectNotReady,
     IdempotencyConflict,
+    InsufficientBalance,
     InsufficientPlatformBalance,
     InvalidRequest,
 )
+from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.merchants import can_receive_transfers
 from reconciler.ledger.payouts import RequestKey, requested_payout, reserve_payout
 from reconciler.ledger.platform_balance import PlatformBalance
@@ -106,6 +108,11 @@ class PayoutRequests:
             merchant = await tx.lock_merchant(merchant_id)
             if not can_receive_transfers(merchant):
                 raise ConnectNotReady(_not_ready(merchant, self._settings_url))
+            owed = await merchant_balance(tx, merchant_id, currency)
+            if amount > owed:  # the merchant's own reason first: it is theirs to act on
+                raise InsufficientBalance(
+                    f"merchant {merchant_id} balance {owed} does not cover payout {amount}"
+                )
             await lock_platform_spending(tx)
             spendable = platform.available - await committed(tx, platform)
             if amount > spendable:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import stripe
 from starlette.testclient import TestClient
 
 from handlers._runtime import app_runtime
@@ -17,10 +18,21 @@ from reconciler.tokens import create_token
 from reconciler.types import utcnow
 from stripe_sandbox import run_sandbox_sync
 
+API_KEY = "sk_test_api_tests"
+
 
 @dataclass
 class Api:
     client: TestClient
+    sandbox_url: str
+
+    @property
+    def stripe(self) -> stripe.StripeClient:
+        return stripe.StripeClient(API_KEY, base_addresses={"api": self.sandbox_url})
+
+    def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `work` on the app's own event loop (where its database connections live)."""
+        return self.client.portal.call(work)  # type: ignore[union-attr]
 
     @property
     def runtime(self) -> Runtime:
@@ -56,9 +68,9 @@ def api(database_url: str) -> Iterator[Api]:
     with run_sandbox_sync(seed=3) as sandbox:
         settings = Settings(
             database_url=database_url,
-            stripe_api_key=Secret("sk_test_api_tests"),
+            stripe_api_key=Secret(API_KEY),
             stripe_api_base=sandbox.url,
             inbox_worker_enabled=False,
         )
         with TestClient(create_app(settings)) as client:
-            yield Api(client)
+            yield Api(client, sandbox.url)

@@ -1,0 +1,219 @@
+"""Payouts: a merchant's share paid out as a Stripe Connect transfer.
+
+`POST /payouts` needs an `Idempotency-Key`: the same key with the same body answers with the
+payout it made; with another body it is `idempotency_conflict`. An accepted payout is
+executed at once (after its transaction, by the executor, which also finishes whatever a
+crash or an outage left): `201` with its state (`completed`, or `failed` with Stripe's
+reason), or `202` while Stripe has not answered (it stays `processing` and is retried with
+the same key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+from sqlalchemy import select
+
+from handlers.api.accounts import visible_merchant
+from handlers.api.endpoints import Call, Endpoint
+from handlers.api.errors import ApiError
+from handlers.api.models import Answer, Body, Page, PageQuery
+from reconciler.db.tables import payouts
+from reconciler.ledger.payouts import RequestKey, advance_payout
+from reconciler.ledger.rows import Payout
+from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
+from reconciler.money import LEDGER_FOR_CURRENCY
+from reconciler.types import utcnow
+
+MAX_KEY = 255
+
+
+class PayoutCreate(Body):
+    account_id: int = Field(ge=1)
+    amount: int = Field(ge=1, description="minor units (cents)")
+    currency: str = Field(min_length=3, max_length=3, pattern="^[a-z]{3}$")
+    ledger: str = Field("stripe_usd", description="the merchant balance it is paid from")
+
+
+class PayoutAnswer(Answer):
+    id: int
+    account_id: int
+    amount: int
+    currency: str
+    ledger: str
+    status: str
+    stripe_transfer_id: str | None
+    destination: str | None
+    amount_reversed: int
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, payout: Payout) -> PayoutAnswer:
+        return cls(
+            id=payout.id,
+            account_id=payout.merchant_id,
+            amount=payout.amount,
+            currency=payout.currency,
+            ledger=LEDGER_FOR_CURRENCY.get(payout.currency, payout.currency),
+            status=payout.status,
+            stripe_transfer_id=payout.stripe_transfer_id,
+            destination=payout.destination,
+            amount_reversed=payout.amount_reversed,
+            failure_message=payout.failure_message,
+            created_at=payout.created_at,
+            updated_at=payout.updated_at,
+        )
+
+
+class PayoutQuery(PageQuery):
+    account_id: int | None = Field(None, ge=1)
+    status: (
+        Literal[
+            "pending",
+            "processing",
+            "completed",
+            "failed",
+            "cancelled",
+            "amount_reversed",
+            "reversed",
+        ]
+        | None
+    ) = None
+
+
+def _request_key(call: Call, body: PayoutCreate) -> RequestKey:
+    key = call.request.headers.get("idempotency-key", "").strip()
+    if not key:
+        raise ApiError(
+            "invalid_request",
+            "send an Idempotency-Key header (one per payout; the same one to retry it)",
+            param="Idempotency-Key",
+        )
+    if len(key) > MAX_KEY:
+        raise ApiError(
+            "invalid_request",
+            f"Idempotency-Key is at most {MAX_KEY} characters",
+            param="Idempotency-Key",
+        )
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    return RequestKey(scope=f"token:{call.principal.token_id}", key=key, digest=digest)
+
+
+async def _payout(tx: LedgerSession, call: Call, payout_id: int) -> Payout:
+    payout = await tx.find(Payout, "id", payout_id)
+    if payout is None or not call.principal.may_see(payout.merchant_id):
+        raise ApiError("not_found", f"no payout {payout_id}", param="payout_id")
+    return payout
+
+
+async def create_payout(call: Call) -> tuple[int, PayoutAnswer]:
+    body: PayoutCreate = call.body
+    request = _request_key(call, body)
+    async with ledger_reader(call.runtime.database) as tx:
+        await visible_merchant(tx, call.principal, body.account_id)
+    payout, new = await call.runtime.payouts.request(
+        merchant_id=body.account_id,
+        amount=body.amount,
+        currency=body.currency,
+        ledger=body.ledger,
+        request=request,
+    )
+    if new:
+        await call.runtime.executor.execute(payout.id)
+    async with ledger_reader(call.runtime.database) as tx:
+        payout = await tx.get(Payout, payout.id)
+    if payout.status in ("pending", "processing"):
+        return 202, PayoutAnswer.of(payout)
+    return (201 if new else 200), PayoutAnswer.of(payout)
+
+
+async def get_payout(call: Call) -> PayoutAnswer:
+    async with ledger_reader(call.runtime.database) as tx:
+        return PayoutAnswer.of(await _payout(tx, call, call.path["payout_id"]))
+
+
+async def list_payouts(call: Call) -> Page[PayoutAnswer]:
+    query: PayoutQuery = call.query
+    statement = select(payouts.c.id).order_by(payouts.c.id.desc()).limit(query.limit + 1)
+    if query.starting_after is not None:
+        statement = statement.where(payouts.c.id < query.starting_after)
+    if query.status is not None:
+        statement = statement.where(payouts.c.status == query.status)
+    if query.account_id is not None:
+        statement = statement.where(payouts.c.merchant_id == query.account_id)
+    if not call.principal.is_staff:
+        statement = statement.where(payouts.c.merchant_id == call.principal.merchant_id)
+    async with ledger_reader(call.runtime.database) as tx:
+        ids = [int(payout_id) for (payout_id,) in await tx.execute(statement)]
+        await tx.load(Payout, "id", ids)
+        found = [await tx.get(Payout, payout_id) for payout_id in ids[: query.limit]]
+    return Page[PayoutAnswer](
+        data=[PayoutAnswer.of(payout) for payout in found], has_more=len(ids) > query.limit
+    )
+
+
+async def cancel_payout(call: Call) -> PayoutAnswer:
+    """Only while pending: once the executor has it, Stripe may already have the transfer."""
+    async with ledger_session(call.runtime.database) as tx:
+        payout = await _payout(tx, call, call.path["payout_id"])
+        if payout.status != "pending":
+            raise ApiError(
+                "illegal_transition",
+                f"payout {payout.id} is {payout.status}: only a pending payout can be cancelled",
+            )
+        await advance_payout(tx, payout.id, "cancelled", now=utcnow())
+        payout = await tx.get(Payout, payout.id)
+    return PayoutAnswer.of(payout)
+
+
+PAYOUT = {"payout_id": int}
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/payouts",
+        create_payout,
+        "Pay a merchant's balance out to its connected account (Idempotency-Key required)",
+        PayoutAnswer,
+        status=201,
+        body=PayoutCreate,
+        errors=(
+            "not_found",
+            "connect_not_ready",
+            "insufficient_platform_balance",
+            "insufficient_merchant_balance",
+            "idempotency_conflict",
+            "invalid_amount",
+            "stripe_unavailable",
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/payouts",
+        list_payouts,
+        "List payouts, newest first (a merchant token sees its own)",
+        Page[PayoutAnswer],
+        query=PayoutQuery,
+    ),
+    Endpoint(
+        "GET",
+        "/payouts/{payout_id}",
+        get_payout,
+        "A payout and where it stands",
+        PayoutAnswer,
+        path_params=PAYOUT,
+    ),
+    Endpoint(
+        "POST",
+        "/payouts/{payout_id}/cancel",
+        cancel_payout,
+        "Cancel a payout still pending (its amount goes back to the merchant's balance)",
+        PayoutAnswer,
+        path_params=PAYOUT,
+        errors=("illegal_transition",),
+    ),
+]
