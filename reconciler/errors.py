@@ -78,3 +78,9 @@ class IdempotencyConflict(ReconcilerError):
     """An Idempotency-Key used before for a different request."""
 
     code = "idempotency_conflict"
+
+
+class NotRefundable(ReconcilerError):
+    """The payment cannot be refunded (not paid yet, refunded already, or converted)."""
+
+    code = "not_refundable"

@@ -21,6 +21,7 @@ from typing import Any, Final
 import stripe
 from stripe.params import (
     AccountCreateParams,
+    RefundCreateParams,
     RefundListParams,
     TransferCreateParams,
     TransferListParams,
@@ -312,6 +313,29 @@ class StripeGateway:
         return await self._create(
             "transfer",
             lambda options: self._client.v1.transfers.create_async(params=params, options=options),
+            idempotency_key,
+        )
+
+    async def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int,
+        reason: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> StripeObject:
+        """A refund of (part of) the PaymentIntent's charge, from the platform's balance."""
+        params: RefundCreateParams = {
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "metadata": metadata,
+        }
+        if reason is not None:
+            params["reason"] = reason
+        return await self._create(
+            "refund",
+            lambda options: self._client.v1.refunds.create_async(params=params, options=options),
             idempotency_key,
         )
 

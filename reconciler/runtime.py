@@ -26,9 +26,10 @@ from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
 from reconciler.money import FeeSchedule
 from reconciler.paths.connect import ConnectOnboarding
-from reconciler.paths.executor import PayoutExecutor
+from reconciler.paths.executor import Executor
 from reconciler.paths.payouts import PayoutRequests
 from reconciler.paths.platform_balance import BalanceRefresher
+from reconciler.paths.refunds import RefundRequests
 
 
 @asynccontextmanager
@@ -85,7 +86,8 @@ class Runtime:
     balances: BalanceRefresher
     onboarding: ConnectOnboarding
     payouts: PayoutRequests
-    executor: PayoutExecutor
+    refunds: RefundRequests
+    executor: Executor
     inbox_writer: InboxWriter
     worker: InboxWorker | None
 
@@ -124,7 +126,7 @@ async def open_runtime(
         balances = BalanceRefresher(context)
         # Every instance executes the payouts its requests accept at once; the background
         # loop (what is left: Stripe was down, the process died) runs where the worker does.
-        executor = PayoutExecutor(context, gateway)
+        executor = Executor(context, gateway)
         background = settings.inbox_worker_enabled and settings.payout_executor_enabled
         if background:
             resources.push_async_callback(executor.stop)
@@ -149,6 +151,7 @@ async def open_runtime(
                 settings.dashboard_url,
                 wake_executor=executor.wake,
             ),
+            refunds=RefundRequests(context, balances, wake_executor=executor.wake),
             executor=executor,
             inbox_writer=writer,
             worker=worker,

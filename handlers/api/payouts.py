@@ -10,7 +10,6 @@ the same key).
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Literal
 
@@ -20,15 +19,14 @@ from sqlalchemy import select
 from handlers.api.accounts import visible_merchant
 from handlers.api.endpoints import Call, Endpoint
 from handlers.api.errors import ApiError
+from handlers.api.idempotency import idempotency_key
 from handlers.api.models import Answer, Body, Page, PageQuery
 from reconciler.db.tables import payouts
-from reconciler.ledger.payouts import RequestKey, advance_payout
+from reconciler.ledger.payouts import advance_payout
 from reconciler.ledger.rows import Payout
 from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
 from reconciler.money import LEDGER_FOR_CURRENCY
 from reconciler.types import utcnow
-
-MAX_KEY = 255
 
 
 class PayoutCreate(Body):
@@ -86,24 +84,6 @@ class PayoutQuery(PageQuery):
     ) = None
 
 
-def _request_key(call: Call, body: PayoutCreate) -> RequestKey:
-    key = call.request.headers.get("idempotency-key", "").strip()
-    if not key:
-        raise ApiError(
-            "invalid_request",
-            "send an Idempotency-Key header (one per payout; the same one to retry it)",
-            param="Idempotency-Key",
-        )
-    if len(key) > MAX_KEY:
-        raise ApiError(
-            "invalid_request",
-            f"Idempotency-Key is at most {MAX_KEY} characters",
-            param="Idempotency-Key",
-        )
-    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    return RequestKey(scope=f"token:{call.principal.token_id}", key=key, digest=digest)
-
-
 async def _payout(tx: LedgerSession, call: Call, payout_id: int) -> Payout:
     payout = await tx.find(Payout, "id", payout_id)
     if payout is None or not call.principal.may_see(payout.merchant_id):
@@ -113,7 +93,7 @@ async def _payout(tx: LedgerSession, call: Call, payout_id: int) -> Payout:
 
 async def create_payout(call: Call) -> tuple[int, PayoutAnswer]:
     body: PayoutCreate = call.body
-    request = _request_key(call, body)
+    request = idempotency_key(call, body.model_dump_json())
     async with ledger_reader(call.runtime.database) as tx:
         await visible_merchant(tx, call.principal, body.account_id)
     payout, new = await call.runtime.payouts.request(

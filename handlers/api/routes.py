@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from handlers.api import accounts, balances, connect, payouts
+from handlers.api import accounts, balances, connect, payouts, refunds
 from handlers.api.endpoints import Endpoint
 from handlers.api.openapi import openapi_document
 
@@ -15,6 +15,7 @@ ENDPOINTS: list[Endpoint] = [
     *accounts.ENDPOINTS,
     *connect.ENDPOINTS,
     *payouts.ENDPOINTS,
+    *refunds.ENDPOINTS,
     *balances.ENDPOINTS,
 ]
 DOCUMENT = openapi_document(ENDPOINTS, prefix=PREFIX)

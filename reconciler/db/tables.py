@@ -124,9 +124,16 @@ refunds = Table(
     Column("source", String(16), nullable=False),
     Column("reason", String(64)),
     Column("failure_reason", String(64)),
+    # What Stripe said when it refused to make it (ICPay's refunds only).
+    Column("failure_message", Text),
     *_timestamps(),
+    # As for payouts: the API request that made it.
+    Column("request_scope", String(64)),
+    Column("request_key", String(255)),
+    Column("request_digest", String(64)),
     CheckConstraint("amount > 0", "amount_positive"),
     CheckConstraint("source IN ('api', 'dashboard')", "source_known"),
+    Index("uq_refunds_request", "request_scope", "request_key", unique=True),
 )
 
 payouts = Table(

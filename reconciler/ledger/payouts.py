@@ -9,13 +9,12 @@ available balance; failure or cancellation gives it back; a transfer reversal re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from reconciler.db.tables import journal_entries, payouts
+from reconciler.db.tables import journal_entries
 from reconciler.errors import (
     AccountCannotReceive,
     IllegalTransition,
@@ -25,31 +24,13 @@ from reconciler.errors import (
 from reconciler.ledger import accounts, journal
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.merchants import can_receive_transfers
+from reconciler.ledger.requests import NO_REQUEST, RequestKey
 from reconciler.ledger.rows import Payout
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
 from reconciler.money import check_currency, check_positive
 
 REVERSIBLE = frozenset({"completed", "amount_reversed"})
-
-
-@dataclass(frozen=True, slots=True)
-class RequestKey:
-    """The API request a payout is made for: who asked (`scope`), their Idempotency-Key,
-    and a digest of what they asked, so a repeat is told from a different request."""
-
-    scope: str
-    key: str
-    digest: str
-
-
-async def requested_payout(tx: LedgerSession, scope: str, key: str) -> Payout | None:
-    """The payout this caller's Idempotency-Key already made, if any."""
-    found = await tx.execute(
-        select(payouts.c.id).where(payouts.c.request_scope == scope, payouts.c.request_key == key)
-    )
-    payout_id = found.scalar_one_or_none()
-    return None if payout_id is None else await tx.get(Payout, int(payout_id))
 
 
 async def reserve_payout(
@@ -90,9 +71,7 @@ async def reserve_payout(
         failure_message=None,
         created_at=now,
         updated_at=now,
-        request_scope=request.scope if request else None,
-        request_key=request.key if request else None,
-        request_digest=request.digest if request else None,
+        **(request.columns() if request else NO_REQUEST),
     )
     payout_id = payout.id
     tx.post(

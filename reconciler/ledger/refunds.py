@@ -12,6 +12,7 @@ from reconciler.errors import IllegalTransition, InsufficientBalance, RefundExce
 from reconciler.ledger import accounts, journal
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.payments import capture_status, refresh_amount_refunded
+from reconciler.ledger.requests import NO_REQUEST, RequestKey
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import REFUND, REFUND_RELEASED, Decision
@@ -32,6 +33,7 @@ async def create_refund(
     require_balance: bool = True,
     status: str = "pending",
     failure_reason: str | None = None,
+    request: RequestKey | None = None,
 ) -> int:
     """Record a pending refund and take its amount from the merchant's balance.
 
@@ -67,7 +69,9 @@ async def create_refund(
             raise InsufficientBalance(
                 f"merchant {payment.merchant_id} balance {balance} does not cover refund {amount}"
             )
-    refund = await _insert(tx, payment, amount, "pending", source, stripe_refund_id, reason, now)
+    refund = await _insert(
+        tx, payment, amount, "pending", source, stripe_refund_id, reason, now, request=request
+    )
     await refresh_amount_refunded(tx, payment_id, now=now)
     _book(tx, refund, now=now)
     return refund.id
@@ -98,9 +102,12 @@ async def _insert(
     reason: str | None,
     now: datetime,
     failure_reason: str | None = None,
+    request: RequestKey | None = None,
 ) -> Refund:
     return await tx.insert(
         Refund,
+        failure_message=None,
+        **(request.columns() if request else NO_REQUEST),
         payment_id=payment.id,
         merchant_id=payment.merchant_id,
         stripe_refund_id=stripe_refund_id,

@@ -130,8 +130,12 @@ class Refund(LedgerRow):
     source: str
     reason: str | None
     failure_reason: str | None
+    failure_message: str | None
     created_at: datetime
     updated_at: datetime
+    request_scope: str | None
+    request_key: str | None
+    request_digest: str | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -1,13 +1,15 @@
-"""The payout executor: makes the Connect transfer of each accepted payout, exactly once.
+"""The executor: makes the Connect transfer of each accepted payout, and the Stripe refund
+of each refund ICPay accepted, exactly once.
 
-Row-driven: a payout `pending` in the database is work, whoever accepted it and whenever the
-process last died. The executor claims it (`processing`, in a transaction that locks it), then
-asks Stripe for the transfer under the payout's own idempotency key, `payout:<id>`, so a retry
-after a timeout, a 5xx or a crash between the call and the status update gets the same
-transfer. What Stripe answers is applied through the same function the webhooks use; a
-refusal (4xx: not enough available funds, an account that cannot take it) fails the payout
-with Stripe's message and gives its amount back. Past Stripe's key window (24 hours) the
-transfer is looked for by its metadata before ever being created again.
+Row-driven: a payout `pending` (a refund of ours with no Stripe id yet) in the database is
+work, whoever accepted it and whenever the process last died. The executor claims it
+(`processing`, in a transaction that locks it), then asks Stripe for the transfer under the
+payout's own idempotency key, `payout:<id>`, so a retry after a timeout, a 5xx or a crash
+between the call and the status update gets the same transfer. What Stripe answers is
+applied through the same function the webhooks use; a refusal (4xx: not enough available
+funds, an account that cannot take it) fails the payout with Stripe's message and gives its
+amount back. Past Stripe's key window (24 hours) the transfer is looked for by its metadata
+before ever being created again. Refunds follow the same steps under the key `refund:<id>`.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from sqlalchemy import or_, select
 
 from reconciler.apply.context import ApplyContext
 from reconciler.apply.objects import apply_object
-from reconciler.db.tables import payouts
+from reconciler.db.tables import payouts, refunds
 from reconciler.gateway import GatewayError, StripeGateway
 from reconciler.ledger.payouts import advance_payout
-from reconciler.ledger.rows import Payout
+from reconciler.ledger.refunds import advance_refund
+from reconciler.ledger.rows import Payment, Payout, Refund
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.ledger.transitions import Decision
 from reconciler.types import StripeObject
@@ -35,7 +39,7 @@ logger = logging.getLogger(__name__)
 KEY_WINDOW = timedelta(hours=23)
 
 
-class PayoutExecutor:
+class Executor:
     def __init__(
         self,
         context: ApplyContext,
@@ -53,7 +57,7 @@ class PayoutExecutor:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._running: set[int] = set()
+        self._running: set[tuple[str, int]] = set()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -61,7 +65,7 @@ class PayoutExecutor:
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
-            self._task = asyncio.create_task(self._loop(), name="payout-executor")
+            self._task = asyncio.create_task(self._loop(), name="executor")
 
     async def stop(self) -> None:
         if self._task is None:
@@ -80,12 +84,37 @@ class PayoutExecutor:
             try:
                 await self.run_once()
             except Exception as error:  # the database or Stripe is down: keep trying
-                logger.warning("payout executor: %s", error)
+                logger.warning("executor: %s", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
 
     async def run_once(self) -> int:
-        """Execute every payout due: new ones, and those left processing a while ago."""
+        """Execute every payout and refund due: new ones, and those left a while ago."""
+        return await self._payouts_due() + await self._refunds_due()
+
+    async def _refunds_due(self) -> int:
+        now = self._context.clock()
+        async with ledger_reader(self._context.db) as tx:
+            due = await tx.execute(
+                select(refunds.c.id)
+                .where(
+                    refunds.c.source == "api",
+                    refunds.c.status == "pending",
+                    refunds.c.stripe_refund_id.is_(None),
+                    or_(
+                        refunds.c.updated_at == refunds.c.created_at,  # never tried
+                        refunds.c.updated_at <= now - self._retry_after,
+                    ),
+                )
+                .order_by(refunds.c.id)
+                .limit(self._batch)
+            )
+            ids = [int(refund_id) for (refund_id,) in due]
+        for refund_id in ids:
+            await self.execute_refund(refund_id)
+        return len(ids)
+
+    async def _payouts_due(self) -> int:
         now = self._context.clock()
         async with ledger_reader(self._context.db) as tx:
             due = await tx.execute(
@@ -107,15 +136,87 @@ class PayoutExecutor:
 
     async def execute(self, payout_id: int) -> None:
         """Make (or find) the payout's transfer and apply Stripe's answer."""
-        if payout_id in self._running:
-            return  # this process is at it already
-        self._running.add(payout_id)
-        try:
-            payout = await self._claim(payout_id)
+        async with self._alone(("payout", payout_id)) as mine:
+            payout = await self._claim(payout_id) if mine else None
             if payout is not None:
                 await self._transfer(payout)
+
+    async def execute_refund(self, refund_id: int) -> None:
+        """Make (or find) the refund at Stripe and apply Stripe's answer."""
+        async with self._alone(("refund", refund_id)) as mine:
+            claimed = await self._claim_refund(refund_id) if mine else None
+            if claimed is not None:
+                await self._refund(*claimed)
+
+    @contextlib.asynccontextmanager
+    async def _alone(self, work: tuple[str, int]) -> AsyncIterator[bool]:
+        """Whether this process may take `work` now (no other task of it is at it)."""
+        if work in self._running:
+            yield False
+            return
+        self._running.add(work)
+        try:
+            yield True
         finally:
-            self._running.discard(payout_id)
+            self._running.discard(work)
+
+    async def _claim_refund(self, refund_id: int) -> tuple[Refund, Payment] | None:
+        async with ledger_session(self._context.db) as tx:
+            refund = await tx.lock(Refund, refund_id)
+            if refund.source != "api" or refund.stripe_refund_id is not None:
+                return None
+            if refund.status != "pending":
+                return None  # failed or canceled meanwhile
+            tx.update(refund, now=self._context.clock())  # tried now: not again until later
+            return refund, await tx.get(Payment, refund.payment_id)
+
+    async def _refund(self, refund: Refund, payment: Payment) -> None:
+        try:
+            made = None
+            if self._context.clock() - refund.created_at > KEY_WINDOW and payment.charge_id:
+                made = await self._find_refund(refund, payment.charge_id)
+            if made is None:
+                if payment.payment_intent_id is None:
+                    await self._fail_refund(refund, "the payment has no PaymentIntent at Stripe")
+                    return
+                made = await self._gateway.create_refund(
+                    payment_intent=payment.payment_intent_id,
+                    amount=refund.amount,
+                    reason=refund.reason,
+                    metadata={
+                        "icpay_refund_id": str(refund.id),
+                        "icpay_payment_id": str(payment.id),
+                        "icpay_account_id": str(payment.merchant_id),
+                    },
+                    idempotency_key=f"refund:{refund.id}",
+                )
+        except GatewayError as error:
+            if error.retryable or error.http_status is None or error.http_status >= 500:
+                logger.warning("refund %d: Stripe did not answer (%s): retried", refund.id, error)
+                return
+            await self._fail_refund(refund, error.stripe_message or str(error), error.code)
+            return
+        await apply_object(self._context, made)
+
+    async def _find_refund(self, refund: Refund, charge_id: str) -> StripeObject | None:
+        for made in await self._gateway.refunds_for_charge(charge_id):
+            if (made.get("metadata") or {}).get("icpay_refund_id") == str(refund.id):
+                return made
+        return None
+
+    async def _fail_refund(self, refund: Refund, message: str, code: str | None = None) -> None:
+        async with ledger_session(self._context.db) as tx:
+            await advance_refund(
+                tx,
+                refund.id,
+                "failed",
+                now=self._context.clock(),
+                failure_reason=(code or "stripe_refused")[:64],
+            )
+            tx.update(
+                await tx.get(Refund, refund.id), now=self._context.clock(), failure_message=message
+            )
+        logger.info("refund %d failed: %s", refund.id, message)
 
     async def _claim(self, payout_id: int) -> Payout | None:
         now = self._context.clock()

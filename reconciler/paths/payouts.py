@@ -28,8 +28,9 @@ from reconciler.errors import (
 )
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.merchants import can_receive_transfers
-from reconciler.ledger.payouts import RequestKey, requested_payout, reserve_payout
+from reconciler.ledger.payouts import reserve_payout
 from reconciler.ledger.platform_balance import PlatformBalance
+from reconciler.ledger.requests import RequestKey, made_for
 from reconciler.ledger.rows import Merchant, Payout
 from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
 from reconciler.money import LEDGER_FOR_CURRENCY, check_positive
@@ -80,7 +81,7 @@ class PayoutRequests:
 
     async def _repeated(self, request: RequestKey) -> Payout | None:
         async with ledger_reader(self._context.db) as tx:
-            payout = await requested_payout(tx, request.scope, request.key)
+            payout = await made_for(tx, Payout, request)
         if payout is not None and payout.request_digest != request.digest:
             raise IdempotencyConflict(
                 f"Idempotency-Key {request.key!r} was used for another request "

@@ -11,6 +11,7 @@ from reconciler.apply import apply_object
 from reconciler.apply.context import ApplyContext
 from reconciler.errors import InsufficientBalance, InsufficientPlatformBalance
 from reconciler.ledger.balances import check_balance_invariant, merchant_balance
+from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader
 from reconciler.money import FeeSchedule
 from tests.handlers.api.conftest import Api
@@ -30,8 +31,9 @@ def onboarded(api: Api) -> tuple[int, str]:
     return account, state["stripe_account_id"]
 
 
-def pay(api: Api, account: int, amount: int, card: str = "pm_card_bypassPending") -> None:
-    """A customer pays the merchant `amount`, and the ledger hears of it (as webhooks do)."""
+def pay(api: Api, account: int, amount: int, card: str = "pm_card_bypassPending") -> int:
+    """A customer pays the merchant `amount`, and the ledger hears of it (as webhooks do).
+    Returns the payment's id."""
     intent = api.stripe.v1.payment_intents.create(
         params={
             "amount": amount,
@@ -44,10 +46,14 @@ def pay(api: Api, account: int, amount: int, card: str = "pm_card_bypassPending"
     )
     context = ApplyContext(db=api.runtime.database, stripe=api.runtime.gateway, fees=FeeSchedule())
 
-    async def apply() -> None:
+    async def apply() -> int:
         await apply_object(context, await api.runtime.gateway.payment_intent(intent.id))
+        async with ledger_reader(api.runtime.database) as tx:
+            payment = await tx.find(Payment, "payment_intent_id", intent.id)
+        assert payment is not None
+        return payment.id
 
-    api.run(apply)
+    return int(api.run(apply))
 
 
 def payout(
