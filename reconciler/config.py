@@ -157,6 +157,8 @@ class Settings:
     # The payout executor (makes the Connect transfer of each accepted payout) runs in
     # instances with the inbox worker, unless switched off here.
     payout_executor_enabled: bool = True
+    # A payout or refund whose Stripe call got no answer is tried again (same key) after this.
+    payout_retry_seconds: int = 30
 
     @property
     def uses_sandbox(self) -> bool:
@@ -232,5 +234,8 @@ class Settings:
             ),
             payout_executor_enabled=read.boolean(
                 "PAYOUT_EXECUTOR_ENABLED", default.payout_executor_enabled
+            ),
+            payout_retry_seconds=read.integer(
+                "PAYOUT_RETRY_SECONDS", default.payout_retry_seconds, minimum=1
             ),
         )

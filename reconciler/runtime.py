@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from reconciler.apply import EventApplier
 from reconciler.apply.context import ApplyContext
@@ -126,7 +127,12 @@ async def open_runtime(
         balances = BalanceRefresher(context)
         # Every instance executes the payouts its requests accept at once; the background
         # loop (what is left: Stripe was down, the process died) runs where the worker does.
-        executor = Executor(context, gateway)
+        executor = Executor(
+            context,
+            gateway,
+            retry_after=timedelta(seconds=settings.payout_retry_seconds),
+            poll_interval=min(5.0, settings.payout_retry_seconds / 2),
+        )
         background = settings.inbox_worker_enabled and settings.payout_executor_enabled
         if background:
             resources.push_async_callback(executor.stop)
