@@ -28,6 +28,8 @@ log = logging.getLogger("reconciler.api")
 STAFF = frozenset({"admin", "operator"})
 EVERYONE = frozenset({"admin", "operator", "merchant"})
 MAX_BODY = 64 * 1024
+# Ids are 64-bit: anything larger names nothing (and the database could not be asked).
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Endpoint:
             principal = await authenticate_request(request, runtime.database)
             if principal.role not in self.roles:
                 raise ApiError("forbidden", f"a {principal.role} token may not call this route")
+            _check_ids(request.path_params)
             call = Call(
                 request=request,
                 principal=principal,
@@ -133,3 +136,9 @@ class Endpoint:
             if error.errors(include_url=False)[0].get("type") == "json_invalid":
                 raise ApiError("invalid_request", "the body is not valid JSON") from None
             raise from_validation(error, where="body") from None
+
+
+def _check_ids(path: Mapping[str, Any]) -> None:
+    for name, value in path.items():
+        if isinstance(value, int) and not 1 <= value <= MAX_ID:
+            raise ApiError("not_found", f"no such {name.removesuffix('_id')}", param=name)

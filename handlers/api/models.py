@@ -3,11 +3,27 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Item = TypeVar("Item", bound=BaseModel)
+# Ids are 64-bit; amounts at most what Stripe charges in one go ($999,999.99).
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+MinorUnits = Annotated[int, Field(ge=1, le=99_999_999, description="minor units (cents)")]
+
+
+def _storable(value: object) -> object:
+    """Text a database can keep as it came: no NUL (PostgreSQL refuses it in text) and no
+    lone surrogates (which are not UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text") from None
+    return value
 
 
 class Body(BaseModel):
@@ -15,11 +31,21 @@ class Body(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_is_storable(cls, value: object) -> object:
+        return _storable(value)
+
 
 class Query(BaseModel):
     """Query parameters: strings on the wire, converted to their types."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_is_storable(cls, value: object) -> object:
+        return _storable(value)
 
 
 class Answer(BaseModel):
@@ -31,7 +57,7 @@ class Answer(BaseModel):
 class PageQuery(Query):
     limit: int = Field(10, ge=1, le=100, description="at most this many (1-100)")
     starting_after: int | None = Field(
-        None, ge=1, description="the id of the last item of the previous page"
+        None, ge=1, le=2**63 - 1, description="the id of the last item of the previous page"
     )
 
 

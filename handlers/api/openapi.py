@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from handlers.api.endpoints import Endpoint
+from handlers.api.endpoints import MAX_ID, Endpoint
 from handlers.api.errors import STATUS_OF_CODE
 from handlers.api.models import ErrorBody
 
@@ -23,7 +23,11 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer", "minimum": 1} if kind is int else {"type": "string"},
+            "schema": (
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+                if kind is int
+                else {"type": "string"}
+            ),
         }
         for name, kind in endpoint.path_params.items()
     ]

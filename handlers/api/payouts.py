@@ -20,7 +20,7 @@ from handlers.api.accounts import visible_merchant
 from handlers.api.endpoints import Call, Endpoint
 from handlers.api.errors import ApiError
 from handlers.api.idempotency import idempotency_key
-from handlers.api.models import Answer, Body, Page, PageQuery
+from handlers.api.models import Answer, Body, Id, MinorUnits, Page, PageQuery
 from reconciler.db.tables import payouts
 from reconciler.ledger.payouts import advance_payout
 from reconciler.ledger.rows import Payout
@@ -30,8 +30,8 @@ from reconciler.types import utcnow
 
 
 class PayoutCreate(Body):
-    account_id: int = Field(ge=1)
-    amount: int = Field(ge=1, description="minor units (cents)")
+    account_id: Id
+    amount: MinorUnits
     currency: str = Field(min_length=3, max_length=3, pattern="^[a-z]{3}$")
     ledger: str = Field("stripe_usd", description="the merchant balance it is paid from")
 
@@ -69,7 +69,7 @@ class PayoutAnswer(Answer):
 
 
 class PayoutQuery(PageQuery):
-    account_id: int | None = Field(None, ge=1)
+    account_id: Id | None = None
     status: (
         Literal[
             "pending",

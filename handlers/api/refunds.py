@@ -17,14 +17,14 @@ from sqlalchemy import select
 from handlers.api.endpoints import Call, Endpoint
 from handlers.api.errors import ApiError
 from handlers.api.idempotency import idempotency_key
-from handlers.api.models import Answer, Body, Page, PageQuery
+from handlers.api.models import Answer, Body, Id, MinorUnits, Page, PageQuery
 from reconciler.db.tables import refunds
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession, ledger_reader
 
 
 class RefundCreate(Body):
-    amount: int | None = Field(None, ge=1, description="minor units; default: all that is left")
+    amount: MinorUnits | None = Field(None, description="default: all that is left")
     reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
 
 
@@ -63,7 +63,7 @@ class RefundAnswer(Answer):
 
 
 class RefundQuery(PageQuery):
-    payment_id: int | None = Field(None, ge=1)
+    payment_id: Id | None = None
 
 
 async def _visible(

@@ -112,6 +112,7 @@ def test_listing_pages_newest_first(api: Api) -> None:
         ({"name": "   ", "email": "a@a.test"}, "name"),
         ({"name": 7, "email": "a@a.test"}, "name"),
         ({"name": "A", "email": "not an email"}, "email"),
+        ({"name": "A\u0000B", "email": "a@a.test"}, "name"),
         ([], None),
     ],
 )
@@ -119,6 +120,19 @@ def test_bad_bodies_are_refused_by_field(api: Api, body: Any, param: str | None)
     status, answer = api.call("POST", "/accounts", api.token("operator"), body)
     assert (status, answer) == (400, error("invalid_request", param))
     assert api.call("GET", "/accounts", api.token("operator"))[1]["data"] == []
+
+
+def test_text_a_database_cannot_keep_is_refused(api: Api) -> None:
+    """A lone surrogate, as a client may escape it: JSON that is not text."""
+    response = api.client.post(
+        "/api/v1/accounts",
+        content=b'{"name": "A\\udad3", "email": "a@a.test"}',
+        headers={
+            "authorization": f"Bearer {api.token('operator')}",
+            "content-type": "application/json",
+        },
+    )
+    assert (response.status_code, response.json()) == (400, error("invalid_request"))
 
 
 def test_bodies_that_are_not_json_are_refused(api: Api) -> None:
