@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from reconciler.db.tables import refunds
+from reconciler.db.tables import payments, refunds
 from reconciler.errors import IllegalTransition, InvalidAmount
 from reconciler.ledger import accounts, journal
+from reconciler.ledger.payouts import RequestKey
 from reconciler.ledger.rows import Merchant, Payment
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, REFUND_RELEASED, Decision
@@ -42,9 +43,11 @@ async def create_payment(
     now: datetime,
     payment_intent_id: str | None = None,
     presentment: tuple[int, str] | None = None,
+    request: RequestKey | None = None,
 ) -> int:
     """A pending payment of `amount` `currency` (a currency the ledger books). `presentment`
-    is what the customer was charged when Stripe converted it into `currency`."""
+    is what the customer was charged when Stripe converted it into `currency`; `request`,
+    the API request that asked for it (see `requested_payment`)."""
     check_positive(amount)
     currency = check_currency(currency)
     await tx.get(Merchant, merchant_id)
@@ -66,12 +69,26 @@ async def create_payment(
         presentment_currency=presentment[1].lower() if presentment else None,
         created_at=now,
         updated_at=now,
+        request_scope=request.scope if request else None,
+        request_key=request.key if request else None,
+        request_digest=request.digest if request else None,
     )
     return payment.id
 
 
 async def get_payment(tx: LedgerSession, payment_id: int) -> Payment:
     return await tx.get(Payment, payment_id)
+
+
+async def requested_payment(tx: LedgerSession, scope: str, key: str) -> Payment | None:
+    """The payment this caller's Idempotency-Key already made, if any."""
+    found = await tx.execute(
+        select(payments.c.id).where(
+            payments.c.request_scope == scope, payments.c.request_key == key
+        )
+    )
+    payment_id = found.scalar_one_or_none()
+    return None if payment_id is None else await tx.get(Payment, int(payment_id))
 
 
 async def advance_payment(
