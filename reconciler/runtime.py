@@ -25,6 +25,7 @@ from reconciler.inbox.worker import Applier, InboxWorker
 from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
 from reconciler.money import FeeSchedule
+from reconciler.paths.checkout import Checkout
 from reconciler.paths.connect import ConnectOnboarding
 from reconciler.paths.executor import PayoutExecutor
 from reconciler.paths.payouts import PayoutRequests
@@ -84,6 +85,7 @@ class Runtime:
     gateway: StripeGateway
     balances: BalanceRefresher
     onboarding: ConnectOnboarding
+    checkout: Checkout
     payouts: PayoutRequests
     executor: PayoutExecutor | None
     inbox_writer: InboxWriter
@@ -141,6 +143,7 @@ async def open_runtime(
             gateway=gateway,
             balances=balances,
             onboarding=ConnectOnboarding(context, gateway, settings.dashboard_url),
+            checkout=Checkout(context, gateway, settings.dashboard_url),
             payouts=PayoutRequests(
                 context,
                 balances,

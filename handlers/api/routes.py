@@ -6,12 +6,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from handlers.api import accounts, balances, connect
+from handlers.api import accounts, balances, connect, payments
 from handlers.api.endpoints import Endpoint
 from handlers.api.openapi import openapi_document
 
 PREFIX = "/api/v1"
-ENDPOINTS: list[Endpoint] = [*accounts.ENDPOINTS, *connect.ENDPOINTS, *balances.ENDPOINTS]
+ENDPOINTS: list[Endpoint] = [
+    *accounts.ENDPOINTS,
+    *connect.ENDPOINTS,
+    *balances.ENDPOINTS,
+    *payments.ENDPOINTS,
+]
 DOCUMENT = openapi_document(ENDPOINTS, prefix=PREFIX)
 
 
