@@ -21,6 +21,7 @@ from typing import Any, Final
 import stripe
 from stripe.params import (
     AccountCreateParams,
+    PaymentIntentCreateParams,
     RefundCreateParams,
     RefundListParams,
     TransferCreateParams,
@@ -292,6 +293,27 @@ class StripeGateway:
                 },
                 options=options,
             ),
+        )
+
+    async def create_payment_intent(
+        self, *, amount: int, currency: str, metadata: dict[str, str], idempotency_key: str
+    ) -> StripeObject:
+        """A PaymentIntent on the platform account, for the customer to confirm with its
+        client secret. Methods that redirect are left out: they would need a `return_url` at
+        confirmation, and the rail is cards (this API version's parameters have no
+        `payment_method_types`)."""
+        params: PaymentIntentCreateParams = {
+            "amount": amount,
+            "currency": currency,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            "metadata": metadata,
+        }
+        return await self._create(
+            "payment_intent",
+            lambda options: self._client.v1.payment_intents.create_async(
+                params=params, options=options
+            ),
+            idempotency_key,
         )
 
     async def create_transfer(

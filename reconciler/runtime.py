@@ -26,6 +26,7 @@ from reconciler.inbox.worker import Applier, InboxWorker
 from reconciler.inbox.writer import InboxWriter
 from reconciler.metrics import Metrics
 from reconciler.money import FeeSchedule
+from reconciler.paths.checkout import Checkout
 from reconciler.paths.connect import ConnectOnboarding
 from reconciler.paths.executor import Executor
 from reconciler.paths.payouts import PayoutRequests
@@ -86,6 +87,7 @@ class Runtime:
     gateway: StripeGateway
     balances: BalanceRefresher
     onboarding: ConnectOnboarding
+    checkout: Checkout
     payouts: PayoutRequests
     refunds: RefundRequests
     executor: Executor
@@ -151,6 +153,7 @@ async def open_runtime(
             gateway=gateway,
             balances=balances,
             onboarding=ConnectOnboarding(context, gateway, settings.dashboard_url),
+            checkout=Checkout(context, gateway, settings.dashboard_url),
             payouts=PayoutRequests(
                 context,
                 balances,

@@ -23,3 +23,10 @@ def idempotency_key(call: Call, digest_of: str) -> RequestKey:
         )
     digest = hashlib.sha256(digest_of.encode()).hexdigest()
     return RequestKey(scope=f"token:{call.principal.token_id}", key=key, digest=digest)
+
+
+def optional_idempotency_key(call: Call, digest_of: str) -> RequestKey | None:
+    """The caller's `Idempotency-Key` where one is welcome but not required."""
+    if call.request.headers.get("idempotency-key") is None:
+        return None
+    return idempotency_key(call, digest_of)

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from handlers.api import accounts, balances, connect, payouts, refunds
+from handlers.api import accounts, balances, connect, payments, payouts, refunds
 from handlers.api.endpoints import Endpoint
 from handlers.api.openapi import openapi_document
 
@@ -14,6 +14,7 @@ PREFIX = "/api/v1"
 ENDPOINTS: list[Endpoint] = [
     *accounts.ENDPOINTS,
     *connect.ENDPOINTS,
+    *payments.ENDPOINTS,
     *payouts.ENDPOINTS,
     *refunds.ENDPOINTS,
     *balances.ENDPOINTS,

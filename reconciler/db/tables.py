@@ -105,10 +105,16 @@ payments = Table(
     Column("presentment_amount", Amount),
     Column("presentment_currency", String(3)),
     *_timestamps(),
+    # The API request that made it (its caller and Idempotency-Key, and a digest of what was
+    # asked), so a repeated checkout answers with this payment's PaymentIntent.
+    Column("request_scope", String(64)),
+    Column("request_key", String(255)),
+    Column("request_digest", String(64)),
     CheckConstraint("amount > 0", "amount_positive"),
     CheckConstraint("platform_fee >= 0 AND platform_fee <= amount", "platform_fee_range"),
     CheckConstraint("stripe_fee IS NULL OR stripe_fee >= 0", "stripe_fee_non_negative"),
     CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount", "refunded_range"),
+    Index("uq_payments_request", "request_scope", "request_key", unique=True),
 )
 
 refunds = Table(

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from reconciler.db.tables import refunds
 from reconciler.errors import IllegalTransition, InvalidAmount
 from reconciler.ledger import accounts, journal
+from reconciler.ledger.requests import NO_REQUEST, RequestKey
 from reconciler.ledger.rows import Merchant, Payment
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYMENT, PAYMENT_CAPTURED, REFUND_RELEASED, Decision
@@ -42,9 +43,11 @@ async def create_payment(
     now: datetime,
     payment_intent_id: str | None = None,
     presentment: tuple[int, str] | None = None,
+    request: RequestKey | None = None,
 ) -> int:
     """A pending payment of `amount` `currency` (a currency the ledger books). `presentment`
-    is what the customer was charged when Stripe converted it into `currency`."""
+    is what the customer was charged when Stripe converted it into `currency`; `request`,
+    the API request that asked for it (see `ledger.requests`)."""
     check_positive(amount)
     currency = check_currency(currency)
     await tx.get(Merchant, merchant_id)
@@ -66,6 +69,7 @@ async def create_payment(
         presentment_currency=presentment[1].lower() if presentment else None,
         created_at=now,
         updated_at=now,
+        **(request.columns() if request else NO_REQUEST),
     )
     return payment.id
 

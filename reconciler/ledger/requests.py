@@ -1,4 +1,4 @@
-"""The API request a payout or refund was made for, so a repeat never makes another."""
+"""The API request a payment, payout or refund was made for, so a repeat never makes another."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
-from reconciler.ledger.rows import Payout, Refund
+from reconciler.ledger.rows import Payment, Payout, Refund
 from reconciler.ledger.session import LedgerSession
 
-Made = TypeVar("Made", Payout, Refund)
+Made = TypeVar("Made", Payment, Payout, Refund)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,9 @@ class Payment(LedgerRow):
     presentment_currency: str | None
     created_at: datetime
     updated_at: datetime
+    request_scope: str | None
+    request_key: str | None
+    request_digest: str | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

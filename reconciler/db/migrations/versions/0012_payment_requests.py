@@ -1,0 +1,31 @@
+"""Payments remember the API request that made them (caller, Idempotency-Key, digest).
+
+Revision ID: 0012
+Revises: 0011
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("payments") as batch_op:
+        batch_op.add_column(sa.Column("request_scope", sa.String(64), nullable=True))
+        batch_op.add_column(sa.Column("request_key", sa.String(255), nullable=True))
+        batch_op.add_column(sa.Column("request_digest", sa.String(64), nullable=True))
+        batch_op.create_index("uq_payments_request", ["request_scope", "request_key"], unique=True)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("payments") as batch_op:
+        batch_op.drop_index("uq_payments_request")
+        batch_op.drop_column("request_digest")
+        batch_op.drop_column("request_key")
+        batch_op.drop_column("request_scope")
