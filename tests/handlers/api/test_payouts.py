@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,9 +12,11 @@ from reconciler.apply import apply_object
 from reconciler.apply.context import ApplyContext
 from reconciler.errors import InsufficientBalance, InsufficientPlatformBalance
 from reconciler.ledger.balances import check_balance_invariant, merchant_balance
+from reconciler.ledger.payouts import advance_payout, reserve_payout
 from reconciler.ledger.rows import Payment
-from reconciler.ledger.session import ledger_reader
+from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
+from reconciler.types import utcnow
 from tests.handlers.api.conftest import Api
 from tests.handlers.api.test_connect import connect, walk_onboarding
 
@@ -257,3 +260,37 @@ def test_two_merchants_cannot_both_spend_the_platforms_last_dollars(api: Api) ->
 
     assert sorted(api.run(race)) == ["accepted", "refused"]
     assert sorted((balance(api, first), balance(api, second))) == [300, 10000]
+
+
+def test_past_the_key_window_the_transfer_is_found_not_made_again(api: Api) -> None:
+    """A payout left processing for over a day (Stripe may have forgotten its key): the
+    transfer Stripe made for it is found by its metadata and applied; none is made again."""
+    account, stripe_account = onboarded(api)
+    pay(api, account, 10000)
+    day_ago = utcnow() - timedelta(hours=25)
+
+    async def left_processing() -> int:
+        async with ledger_session(api.runtime.database) as tx:
+            payout_id = await reserve_payout(
+                tx, merchant_id=account, amount=3000, currency="usd", now=day_ago
+            )
+            await advance_payout(tx, payout_id, "processing", now=day_ago)
+        return payout_id
+
+    payout_id = api.run(left_processing)
+    made = api.stripe.v1.transfers.create(
+        params={
+            "amount": 3000,
+            "currency": "usd",
+            "destination": stripe_account,
+            "metadata": {"icpay_payout_id": str(payout_id)},
+        }
+    )
+
+    async def retry() -> None:
+        await api.runtime.executor.execute(payout_id)
+
+    api.run(retry)
+    _, done = api.call("GET", f"/payouts/{payout_id}", api.token("operator"))
+    assert (done["status"], done["stripe_transfer_id"]) == ("completed", made.id)
+    assert [transfer.id for transfer in transfers(api, stripe_account)] == [made.id]
