@@ -123,7 +123,7 @@ async def _refunds_of(tx: LedgerSession, payment_ids: list[int]) -> dict[int, li
 
 async def create_payment(call: Call) -> tuple[int, CheckoutAnswer]:
     body: PaymentCreate = call.body
-    request = optional_idempotency_key(call, body.model_dump_json())
+    request = optional_idempotency_key(call, body.model_dump_json(), merchant_id=body.account_id)
     async with ledger_reader(call.runtime.database) as tx:
         await visible_merchant(tx, call.principal, body.account_id)
     started = await call.runtime.checkout.start(

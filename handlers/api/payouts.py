@@ -19,7 +19,7 @@ from sqlalchemy import select
 from handlers.api.accounts import visible_merchant
 from handlers.api.endpoints import Call, Endpoint
 from handlers.api.errors import ApiError
-from handlers.api.idempotency import idempotency_key
+from handlers.api.idempotency import execute_accepted, idempotency_key
 from handlers.api.models import Answer, Body, Id, MinorUnits, Page, PageQuery
 from reconciler.db.tables import payouts
 from reconciler.ledger.payouts import advance_payout
@@ -93,7 +93,7 @@ async def _payout(tx: LedgerSession, call: Call, payout_id: int) -> Payout:
 
 async def create_payout(call: Call) -> tuple[int, PayoutAnswer]:
     body: PayoutCreate = call.body
-    request = idempotency_key(call, body.model_dump_json())
+    request = idempotency_key(call, body.model_dump_json(), merchant_id=body.account_id)
     async with ledger_reader(call.runtime.database) as tx:
         await visible_merchant(tx, call.principal, body.account_id)
     payout, new = await call.runtime.payouts.request(
@@ -104,7 +104,7 @@ async def create_payout(call: Call) -> tuple[int, PayoutAnswer]:
         request=request,
     )
     if new:
-        await call.runtime.executor.execute(payout.id)
+        await execute_accepted(call.runtime.executor.execute, payout.id)
     async with ledger_reader(call.runtime.database) as tx:
         payout = await tx.get(Payout, payout.id)
     if payout.status in ("pending", "processing"):

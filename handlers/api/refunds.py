@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from handlers.api.endpoints import Call, Endpoint
 from handlers.api.errors import ApiError
-from handlers.api.idempotency import idempotency_key
+from handlers.api.idempotency import execute_accepted, idempotency_key
 from handlers.api.models import Answer, Body, Id, MinorUnits, Page, PageQuery
 from reconciler.db.tables import refunds
 from reconciler.ledger.rows import Payment, Refund
@@ -79,13 +79,15 @@ async def create_refund(call: Call) -> tuple[int, RefundAnswer]:
     body: RefundCreate = call.body
     payment_id = call.path["payment_id"]
     async with ledger_reader(call.runtime.database) as tx:
-        await _visible(tx, call, Payment, payment_id, "payment_id")
-    request = idempotency_key(call, f"{payment_id}:{body.model_dump_json()}")
+        payment = await _visible(tx, call, Payment, payment_id, "payment_id")
+    request = idempotency_key(
+        call, f"{payment_id}:{body.model_dump_json()}", merchant_id=payment.merchant_id
+    )
     refund, new = await call.runtime.refunds.request(
         payment_id=payment_id, amount=body.amount, reason=body.reason, request=request
     )
     if new:
-        await call.runtime.executor.execute_refund(refund.id)
+        await execute_accepted(call.runtime.executor.execute_refund, refund.id)
     async with ledger_reader(call.runtime.database) as tx:
         refund = await tx.get(Refund, refund.id)
     if refund.stripe_refund_id is None and refund.status == "pending":

@@ -45,7 +45,12 @@ class ConnectOnboarding:
         """Link an Express account in `country` (made if the merchant has none, or has one in
         another country whose onboarding is not submitted yet) and give a link to onboard."""
         country = _country(country)
-        merchant = await self._merchant(merchant_id)
+        # The merchant and how many accounts it has had, read together under its lock: a
+        # second click decides on the same state as the first, so it asks Stripe with the
+        # same key (and gets the same account) or finds the account already linked.
+        async with ledger_session(self._context.db) as tx:
+            merchant = await tx.lock_merchant(merchant_id)
+            generation = await _accounts_had(tx, merchant.id)
         account_id = merchant.stripe_account_id
         if account_id is not None and merchant.connect_status != "deauthorized":
             linked_country = await self._country(account_id)
@@ -57,7 +62,7 @@ class ConnectOnboarding:
                     "submitted: its country can no longer change",
                     param="country",
                 )
-        account = await self._create_account(merchant, country)
+        account = await self._create_account(merchant, country, generation)
         async with ledger_session(self._context.db) as tx:
             await link_account(
                 tx, merchant.id, account["id"], country=country, now=self._context.clock()
@@ -112,9 +117,9 @@ class ConnectOnboarding:
         account = await self._gateway.account(account_id)
         return str(account.get("country") or "").upper()
 
-    async def _create_account(self, merchant: Merchant, country: str) -> StripeObject:
-        async with ledger_reader(self._context.db) as tx:
-            generation = await _accounts_had(tx, merchant.id)
+    async def _create_account(
+        self, merchant: Merchant, country: str, generation: int
+    ) -> StripeObject:
         try:
             return await self._gateway.create_express_account(
                 merchant_id=merchant.id,

@@ -28,7 +28,7 @@ from reconciler.db.tables import payouts, refunds
 from reconciler.gateway import GatewayError, StripeGateway
 from reconciler.ledger.payouts import advance_payout
 from reconciler.ledger.refunds import advance_refund
-from reconciler.ledger.rows import Payment, Payout, Refund
+from reconciler.ledger.rows import Merchant, Payment, Payout, Refund
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.ledger.transitions import Decision
 from reconciler.types import StripeObject
@@ -131,13 +131,15 @@ class Executor:
             )
             ids = [int(payout_id) for (payout_id,) in due]
         for payout_id in ids:
-            await self.execute(payout_id)
+            await self.execute(payout_id, retry_now=False)
         return len(ids)
 
-    async def execute(self, payout_id: int) -> None:
-        """Make (or find) the payout's transfer and apply Stripe's answer."""
+    async def execute(self, payout_id: int, *, retry_now: bool = True) -> None:
+        """Make (or find) the payout's transfer and apply Stripe's answer. A payout left
+        processing is tried again at once, or (`retry_now` off: the background loop, which
+        read its list a while ago) only once `retry_after` has passed since the last try."""
         async with self._alone(("payout", payout_id)) as mine:
-            payout = await self._claim(payout_id) if mine else None
+            payout = await self._claim(payout_id, retry_now) if mine else None
             if payout is not None:
                 await self._transfer(payout)
 
@@ -191,8 +193,8 @@ class Executor:
                     idempotency_key=f"refund:{refund.id}",
                 )
         except GatewayError as error:
-            if error.retryable or error.http_status is None or error.http_status >= 500:
-                logger.warning("refund %d: Stripe did not answer (%s): retried", refund.id, error)
+            if _not_its_failure(error):
+                logger.warning("refund %d: Stripe did not do it (%s): retried", refund.id, error)
                 return
             await self._fail_refund(refund, error.stripe_message or str(error), error.code)
             return
@@ -218,16 +220,34 @@ class Executor:
             )
         logger.info("refund %d failed: %s", refund.id, message)
 
-    async def _claim(self, payout_id: int) -> Payout | None:
+    async def _claim(self, payout_id: int, retry_now: bool) -> Payout | None:
         now = self._context.clock()
         async with ledger_session(self._context.db) as tx:
             payout = await tx.lock(Payout, payout_id)
             if payout.status == "pending":
+                merchant = await tx.get(Merchant, payout.merchant_id)
+                if merchant.stripe_account_id != payout.destination:
+                    # Accepted for an account the merchant has since left (disconnected,
+                    # or replaced): never sent there, and nothing was sent yet.
+                    await advance_payout(
+                        tx,
+                        payout_id,
+                        "failed",
+                        now=now,
+                        failure_message=(
+                            f"the merchant's connected account changed from "
+                            f"{payout.destination} before the payout was made"
+                        ),
+                    )
+                    return None
                 await advance_payout(tx, payout_id, "processing", now=now)
             elif payout.status != "processing" or payout.stripe_transfer_id is not None:
                 return None  # done, cancelled, or its transfer already known
+            elif not retry_now and now - payout.updated_at < self._retry_after:
+                return None  # another try is under way, or was just made
             else:
-                tx.update(payout, now=now)  # a retry: not again until retry_after
+                # A retry, with the same key: Stripe may have made it already.
+                tx.update(payout, now=now)
             return payout
 
     async def _transfer(self, payout: Payout) -> None:
@@ -247,8 +267,8 @@ class Executor:
                     idempotency_key=f"payout:{payout.id}",
                 )
         except GatewayError as error:
-            if error.retryable or error.http_status is None or error.http_status >= 500:
-                logger.warning("payout %d: Stripe did not answer (%s): retried", payout.id, error)
+            if _not_its_failure(error):
+                logger.warning("payout %d: Stripe did not do it (%s): retried", payout.id, error)
                 return
             await self._fail(payout, error.stripe_message or str(error))
             return
@@ -276,3 +296,13 @@ class Executor:
 
 def transfer_metadata(payout: Payout) -> dict[str, str]:
     return {"icpay_payout_id": str(payout.id), "icpay_account_id": str(payout.merchant_id)}
+
+
+def _not_its_failure(error: GatewayError) -> bool:
+    """No answer (5xx, timeout, 409/429), or a refusal of ICPay itself (a bad or restricted
+    API key: 401, a 403 other than a lost account) is not the payout's or refund's failure:
+    it is tried again with its key, and a person sees the warnings."""
+    status = error.http_status
+    if error.retryable or status is None or status >= 500 or status == 401:
+        return True
+    return status == 403 and error.code != "account_invalid"

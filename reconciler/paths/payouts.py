@@ -69,19 +69,23 @@ class PayoutRequests:
             if repeated is not None:
                 return repeated, False
         try:
-            payout = await self._accept(merchant_id, amount, currency, ledger, request)
+            payout, new = await self._accept(merchant_id, amount, currency, ledger, request)
         except IntegrityError:
-            # The same key, at the same moment, by the same caller: one request won.
+            # The same key, at the same moment, for two merchants: one request won.
             repeated = await self._repeated(request) if request is not None else None
             if repeated is None:
                 raise
             return repeated, False
-        self.wake_executor()
-        return payout, True
+        if new:
+            self.wake_executor()
+        return payout, new
 
     async def _repeated(self, request: RequestKey) -> Payout | None:
         async with ledger_reader(self._context.db) as tx:
-            payout = await made_for(tx, Payout, request)
+            return await self._made(tx, request)
+
+    async def _made(self, tx: LedgerSession, request: RequestKey) -> Payout | None:
+        payout = await made_for(tx, Payout, request)
         if payout is not None and payout.request_digest != request.digest:
             raise IdempotencyConflict(
                 f"Idempotency-Key {request.key!r} was used for another request "
@@ -96,7 +100,7 @@ class PayoutRequests:
         currency: str,
         ledger: str,
         request: RequestKey | None,
-    ) -> Payout:
+    ) -> tuple[Payout, bool]:
         check_positive(amount, "payout amount")
         if LEDGER_FOR_CURRENCY.get(currency) != ledger:
             raise InvalidRequest(
@@ -107,6 +111,11 @@ class PayoutRequests:
         platform = await self._balances.refresh(currency)
         async with ledger_session(self._context.db) as tx:
             merchant = await tx.lock_merchant(merchant_id)
+            if request is not None:
+                # The same key at the same moment: the first to lock the merchant made it.
+                made = await self._made(tx, request)
+                if made is not None:
+                    return made, False
             if not can_receive_transfers(merchant):
                 raise ConnectNotReady(_not_ready(merchant, self._settings_url))
             owed = await merchant_balance(tx, merchant_id, currency)
@@ -129,7 +138,7 @@ class PayoutRequests:
                 now=self._now(),
                 request=request,
             )
-            return await tx.get(Payout, payout_id)
+            return await tx.get(Payout, payout_id), True
 
     def _now(self) -> datetime:
         return self._context.clock()
@@ -147,8 +156,8 @@ def _not_ready(merchant: Merchant, settings_url: str) -> str:
 
 async def committed(tx: LedgerSession, platform: PlatformBalance) -> int:
     """What ICPay has accepted to spend from the platform's balance that the balance Stripe
-    reported does not show spent yet: payouts not yet executed (or executed after the
-    report), and refunds ICPay made after it."""
+    reported may not show spent yet: payouts and refunds not yet executed, or changed since
+    the read began (executed then, or after). Counting some twice errs the safe way."""
     after = platform.as_of
     query = [
         select(func.coalesce(func.sum(payouts.c.amount), 0)).where(
@@ -161,7 +170,7 @@ async def committed(tx: LedgerSession, platform: PlatformBalance) -> int:
         select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
             refunds.c.currency == platform.currency,
             refunds.c.source == "api",
-            refunds.c.created_at > after,
+            or_(refunds.c.stripe_refund_id.is_(None), refunds.c.updated_at > after),
             refunds.c.status.not_in(("failed", "canceled")),
         ),
     ]

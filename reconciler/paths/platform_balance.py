@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from reconciler.apply.balance import apply_fetched_balance
+from reconciler.apply.balance import apply_balance
 from reconciler.apply.context import ApplyContext
 from reconciler.ledger.platform_balance import PlatformBalance, platform_balance
 
@@ -37,7 +37,11 @@ class BalanceRefresher:
 
     async def _read(self) -> None:
         self.stripe_reads += 1
-        await apply_fetched_balance(self._context, await self._context.stripe.balance())
+        # As of when it was asked, not answered: what ICPay spends from here on is counted
+        # against the figure (`paths.payouts.committed`), never missed by both.
+        asked = self._context.clock()
+        balance = await self._context.stripe.balance()
+        await apply_balance(self._context, balance, as_of=asked, source="fetched")
 
     async def newest(self, currency: str) -> PlatformBalance:
         """The newest snapshot, refreshed from Stripe first if there is none yet."""

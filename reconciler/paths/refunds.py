@@ -30,7 +30,7 @@ from reconciler.ledger.payments import capture_status
 from reconciler.ledger.refunds import create_refund
 from reconciler.ledger.requests import RequestKey, made_for
 from reconciler.ledger.rows import Payment, Refund
-from reconciler.ledger.session import ledger_reader, ledger_session
+from reconciler.ledger.session import LedgerSession, ledger_reader, ledger_session
 from reconciler.money import check_positive
 from reconciler.paths.payouts import committed
 from reconciler.paths.platform_balance import BalanceRefresher
@@ -63,18 +63,22 @@ class RefundRequests:
         if repeated is not None:
             return repeated, False
         try:
-            refund = await self._accept(payment_id, amount, reason, request)
+            refund, new = await self._accept(payment_id, amount, reason, request)
         except IntegrityError:
             repeated = await self._repeated(request)
             if repeated is None:
                 raise
             return repeated, False
-        self.wake_executor()
-        return refund, True
+        if new:
+            self.wake_executor()
+        return refund, new
 
     async def _repeated(self, request: RequestKey) -> Refund | None:
         async with ledger_reader(self._context.db) as tx:
-            refund = await made_for(tx, Refund, request)
+            return await self._made(tx, request)
+
+    async def _made(self, tx: LedgerSession, request: RequestKey) -> Refund | None:
+        refund = await made_for(tx, Refund, request)
         if refund is not None and refund.request_digest != request.digest:
             raise IdempotencyConflict(
                 f"Idempotency-Key {request.key!r} was used for another request "
@@ -84,7 +88,7 @@ class RefundRequests:
 
     async def _accept(
         self, payment_id: int, amount: int | None, reason: str | None, request: RequestKey
-    ) -> Refund:
+    ) -> tuple[Refund, bool]:
         if reason is not None and reason not in REASONS:
             raise InvalidRequest(f"reason must be one of {', '.join(REASONS)}", param="reason")
         async with ledger_reader(self._context.db) as tx:
@@ -92,6 +96,9 @@ class RefundRequests:
         platform = await self._balances.refresh(currency)
         async with ledger_session(self._context.db) as tx:
             payment = await tx.lock(Payment, payment_id)
+            made = await self._made(tx, request)  # the same key at the same moment
+            if made is not None:
+                return made, False
             _refundable(payment)
             left = payment.amount - payment.amount_refunded
             wanted = left if amount is None else amount
@@ -122,7 +129,7 @@ class RefundRequests:
                 reason=reason,
                 request=request,
             )
-            return await tx.get(Refund, refund_id)
+            return await tx.get(Refund, refund_id), True
 
 
 def _refundable(payment: Payment) -> None:

@@ -412,8 +412,14 @@ def test_an_idempotency_key_repeats_a_checkout_and_refuses_another(api: Api) -> 
         "idempotency_conflict",
         None,
     )
-    # Another caller's key is its own.
-    status, other = pay(api, api.token("operator"), account, **{"idempotency-key": "cart-7"})
+    # Keys belong to the merchant: another token retrying gets the same payment, and
+    # another merchant's same key is its own.
+    assert pay(api, api.token("operator"), account, **{"idempotency-key": "cart-7"}) == (
+        200,
+        made,
+    )
+    elsewhere = api.account(operator, "Elsewhere")
+    status, other = pay(api, operator, elsewhere, **{"idempotency-key": "cart-7"})
     assert status == 201 and other["id"] != made["id"]
     assert error_of(pay(api, operator, account, **{"idempotency-key": " "})) == (
         400,

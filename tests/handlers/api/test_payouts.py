@@ -13,6 +13,7 @@ from reconciler.apply.context import ApplyContext
 from reconciler.errors import InsufficientBalance, InsufficientPlatformBalance
 from reconciler.ledger.balances import check_balance_invariant, merchant_balance
 from reconciler.ledger.payouts import advance_payout, reserve_payout
+from reconciler.ledger.requests import RequestKey
 from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
@@ -294,3 +295,79 @@ def test_past_the_key_window_the_transfer_is_found_not_made_again(api: Api) -> N
     _, done = api.call("GET", f"/payouts/{payout_id}", api.token("operator"))
     assert (done["status"], done["stripe_transfer_id"]) == ("completed", made.id)
     assert [transfer.id for transfer in transfers(api, stripe_account)] == [made.id]
+
+
+def test_a_payout_made_while_the_balance_read_is_in_flight_is_not_spent_twice(
+    api: Api,
+) -> None:
+    """Stripe works the balance out, then a payout is transferred, then the answer arrives:
+    the figure does not show that payout spent, so it must be counted against it."""
+    first, _ = onboarded(api)
+    second, _ = onboarded(api)
+    pay(api, first, 10000)
+    pay(api, second, 10000)
+    gateway = api.runtime.gateway
+    real = gateway.balance
+
+    async def race() -> str:
+        accepted, _ = await api.runtime.payouts.request(
+            merchant_id=first, amount=9700, currency="usd", ledger="stripe_usd"
+        )
+
+        async def balance_in_flight() -> Any:
+            answer = await real()
+            await api.runtime.executor.execute(accepted.id)  # transferred meanwhile
+            return answer
+
+        gateway.balance = balance_in_flight  # type: ignore[method-assign]
+        try:
+            await api.runtime.payouts.request(
+                merchant_id=second, amount=9700, currency="usd", ledger="stripe_usd"
+            )
+        except InsufficientPlatformBalance:
+            return "refused"
+        finally:
+            del gateway.balance
+        return "accepted"
+
+    assert api.run(race) == "refused"
+
+
+def test_the_same_key_twice_at_once_answers_with_one_payout(api: Api) -> None:
+    account, _ = onboarded(api)
+    pay(api, account, 10000)
+    key = RequestKey(scope=f"merchant:{account}", key="same", digest="d" * 64)
+
+    async def race() -> list[tuple[int, bool]]:
+        async def one() -> tuple[int, bool]:
+            payout, new = await api.runtime.payouts.request(
+                merchant_id=account, amount=9000, currency="usd", ledger="stripe_usd", request=key
+            )
+            return payout.id, new
+
+        return list(await asyncio.gather(one(), one()))
+
+    first, second = api.run(race)
+    assert first[0] == second[0] and sorted([first[1], second[1]]) == [False, True]
+
+
+def test_a_payout_accepted_before_a_disconnect_is_not_sent_to_the_left_account(
+    api: Api,
+) -> None:
+    account, stripe_account = onboarded(api)
+    pay(api, account, 10000)
+    operator = api.token("operator")
+
+    async def accept() -> int:
+        payout, _ = await api.runtime.payouts.request(
+            merchant_id=account, amount=4000, currency="usd", ledger="stripe_usd"
+        )
+        return payout.id
+
+    payout_id = api.run(accept)
+    assert api.call("DELETE", f"/accounts/{account}/stripe/connect", operator)[0] == 200
+    api.run(api.runtime.executor.run_once)
+    assert transfers(api, stripe_account) == []
+    _, failed = api.call("GET", f"/payouts/{payout_id}", operator)
+    assert failed["status"] == "failed" and "changed" in failed["failure_message"]
+    assert balance(api, account) == 10000
