@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.balance
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.payouts
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-*
