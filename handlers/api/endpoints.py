@@ -60,6 +60,8 @@ class Endpoint:
     query: type[BaseModel] | None = None
     path_params: Mapping[str, type] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # the codes it may answer, besides the common ones
+    # Whether it takes an `Idempotency-Key` header: "required", "optional" or None.
+    idempotency_key: str | None = None
 
     @property
     def operation_id(self) -> str:

@@ -31,6 +31,16 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         }
         for name, kind in endpoint.path_params.items()
     ]
+    if endpoint.idempotency_key is not None:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": endpoint.idempotency_key == "required",
+                "description": "one per request, the same to retry it; scoped to the merchant",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        )
     if endpoint.query is not None:
         schema = endpoint.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))

@@ -188,6 +188,7 @@ ENDPOINTS = [
         "(optional Idempotency-Key)",
         CheckoutAnswer,
         status=201,
+        idempotency_key="optional",
         body=PaymentCreate,
         errors=("not_found", "connect_not_ready", "idempotency_conflict", "stripe_unavailable"),
     ),

@@ -160,6 +160,7 @@ ENDPOINTS = [
         "Pay a merchant's balance out to its connected account (Idempotency-Key required)",
         PayoutAnswer,
         status=201,
+        idempotency_key="required",
         body=PayoutCreate,
         errors=(
             "not_found",

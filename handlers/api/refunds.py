@@ -128,6 +128,7 @@ ENDPOINTS = [
         "Refund (part of) a paid payment (Idempotency-Key required)",
         RefundAnswer,
         status=201,
+        idempotency_key="required",
         body=RefundCreate,
         path_params={"payment_id": int},
         errors=(

@@ -21,3 +21,15 @@ def test_the_served_document_is_valid_and_complete(api: Api) -> None:
     body = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = document["components"]["schemas"][body.rsplit("/", 1)[1]]
     assert schema["additionalProperties"] is False and set(schema["required"]) == {"name", "email"}
+
+
+def test_money_moving_routes_document_their_idempotency_key() -> None:
+    from handlers.api.routes import DOCUMENT
+
+    def header(path: str) -> dict[str, object]:
+        [found] = [p for p in DOCUMENT["paths"][path]["post"]["parameters"] if p["in"] == "header"]
+        return found
+
+    assert header("/api/v1/payouts")["required"] is True
+    assert header("/api/v1/payments/{payment_id}/refunds")["required"] is True
+    assert header("/api/v1/payments")["required"] is False
