@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import Field
-from sqlalchemy import select
 
 from handlers.api.endpoints import EVERYONE, STAFF, Call, Endpoint
-from handlers.api.errors import ApiError
 from handlers.api.models import Answer, Body, Page, PageQuery
-from reconciler.db.tables import merchants
+from handlers.api.rows import page_of, visible_row
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.merchants import create_merchant
 from reconciler.ledger.rows import Merchant
@@ -98,10 +96,7 @@ class AccountBalance(Answer):
 async def visible_merchant(tx: LedgerSession, principal: Principal, merchant_id: int) -> Merchant:
     """The merchant, if this caller may see it; another merchant's account is as absent as one
     that does not exist, so ids cannot be probed."""
-    merchant = await tx.find(Merchant, "id", merchant_id)
-    if merchant is None or not principal.may_see(merchant_id):
-        raise ApiError("not_found", f"no account {merchant_id}", param="account_id")
-    return merchant
+    return await visible_row(tx, principal, Merchant, merchant_id, param="account_id")
 
 
 async def create_account(call: Call) -> tuple[int, Account]:
@@ -116,16 +111,9 @@ async def create_account(call: Call) -> tuple[int, Account]:
 
 async def list_accounts(call: Call) -> Page[Account]:
     page: PageQuery = call.query
-    query = select(merchants.c.id).order_by(merchants.c.id.desc()).limit(page.limit + 1)
-    if page.starting_after is not None:
-        query = query.where(merchants.c.id < page.starting_after)
-    if not call.principal.is_staff:
-        query = query.where(merchants.c.id == call.principal.merchant_id)
     async with ledger_reader(call.runtime.database) as tx:
-        ids = [int(row_id) for (row_id,) in await tx.execute(query)]
-        await tx.load(Merchant, "id", ids)
-        found = [await tx.get(Merchant, merchant_id) for merchant_id in ids[: page.limit]]
-    return Page[Account](data=[Account.of(m) for m in found], has_more=len(ids) > page.limit)
+        found, more = await page_of(tx, call.principal, Merchant, page)
+    return Page[Account](data=[Account.of(merchant) for merchant in found], has_more=more)
 
 
 async def get_account(call: Call) -> Account:

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from handlers.api.accounts import visible_merchant
 from handlers.api.endpoints import Call, Endpoint
-from handlers.api.errors import ApiError
 from handlers.api.idempotency import optional_idempotency_key
 from handlers.api.models import Answer, Body, Id, Page, PageQuery
+from handlers.api.rows import page_of, visible_row
 from reconciler.db.tables import payments, refunds
 from reconciler.ledger.rows import Payment, Refund
 from reconciler.ledger.session import LedgerSession, ledger_reader
@@ -146,35 +146,26 @@ async def create_payment(call: Call) -> tuple[int, CheckoutAnswer]:
 async def get_payment(call: Call) -> PaymentAnswer:
     payment_id = call.path["payment_id"]
     async with ledger_reader(call.runtime.database) as tx:
-        payment = await tx.find(Payment, "id", payment_id)
-        if payment is None or not call.principal.may_see(payment.merchant_id):
-            raise ApiError("not_found", f"no payment {payment_id}", param="payment_id")
+        payment = await visible_row(tx, call.principal, Payment, payment_id, param="payment_id")
         its_refunds = await _refunds_of(tx, [payment.id])
     return PaymentAnswer.of(payment, its_refunds[payment.id])
 
 
 async def list_payments(call: Call) -> Page[PaymentAnswer]:
     query: PaymentQuery = call.query
-    statement = select(payments.c.id).order_by(payments.c.id.desc()).limit(query.limit + 1)
-    if query.starting_after is not None:
-        statement = statement.where(payments.c.id < query.starting_after)
+    filters = []
     if query.status is not None:
-        statement = statement.where(payments.c.status == query.status)
+        filters.append(payments.c.status == query.status)
     if query.account_id is not None:
-        statement = statement.where(payments.c.merchant_id == query.account_id)
-    if not call.principal.is_staff:
-        statement = statement.where(payments.c.merchant_id == call.principal.merchant_id)
+        filters.append(payments.c.merchant_id == query.account_id)
     async with ledger_reader(call.runtime.database) as tx:
         if query.account_id is not None:
             await visible_merchant(tx, call.principal, query.account_id)
-        ids = [int(payment_id) for (payment_id,) in await tx.execute(statement)]
-        page_ids = ids[: query.limit]
-        await tx.load(Payment, "id", page_ids)
-        found = [await tx.get(Payment, payment_id) for payment_id in page_ids]
-        its_refunds = await _refunds_of(tx, page_ids)
+        found, more = await page_of(tx, call.principal, Payment, query, *filters)
+        its_refunds = await _refunds_of(tx, [payment.id for payment in found])
     return Page[PaymentAnswer](
         data=[PaymentAnswer.of(payment, its_refunds[payment.id]) for payment in found],
-        has_more=len(ids) > query.limit,
+        has_more=more,
     )
 
 

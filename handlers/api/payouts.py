@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
-from sqlalchemy import select
 
 from handlers.api.accounts import visible_merchant
 from handlers.api.endpoints import Call, Endpoint
 from handlers.api.errors import ApiError
 from handlers.api.idempotency import execute_accepted, idempotency_key
 from handlers.api.models import Answer, Body, Id, MinorUnits, Page, PageQuery
+from handlers.api.rows import page_of, visible_row
 from reconciler.db.tables import payouts
 from reconciler.ledger.payouts import advance_payout
 from reconciler.ledger.rows import Payout
@@ -85,10 +85,7 @@ class PayoutQuery(PageQuery):
 
 
 async def _payout(tx: LedgerSession, call: Call, payout_id: int) -> Payout:
-    payout = await tx.find(Payout, "id", payout_id)
-    if payout is None or not call.principal.may_see(payout.merchant_id):
-        raise ApiError("not_found", f"no payout {payout_id}", param="payout_id")
-    return payout
+    return await visible_row(tx, call.principal, Payout, payout_id, param="payout_id")
 
 
 async def create_payout(call: Call) -> tuple[int, PayoutAnswer]:
@@ -119,22 +116,14 @@ async def get_payout(call: Call) -> PayoutAnswer:
 
 async def list_payouts(call: Call) -> Page[PayoutAnswer]:
     query: PayoutQuery = call.query
-    statement = select(payouts.c.id).order_by(payouts.c.id.desc()).limit(query.limit + 1)
-    if query.starting_after is not None:
-        statement = statement.where(payouts.c.id < query.starting_after)
+    filters = []
     if query.status is not None:
-        statement = statement.where(payouts.c.status == query.status)
+        filters.append(payouts.c.status == query.status)
     if query.account_id is not None:
-        statement = statement.where(payouts.c.merchant_id == query.account_id)
-    if not call.principal.is_staff:
-        statement = statement.where(payouts.c.merchant_id == call.principal.merchant_id)
+        filters.append(payouts.c.merchant_id == query.account_id)
     async with ledger_reader(call.runtime.database) as tx:
-        ids = [int(payout_id) for (payout_id,) in await tx.execute(statement)]
-        await tx.load(Payout, "id", ids)
-        found = [await tx.get(Payout, payout_id) for payout_id in ids[: query.limit]]
-    return Page[PayoutAnswer](
-        data=[PayoutAnswer.of(payout) for payout in found], has_more=len(ids) > query.limit
-    )
+        found, more = await page_of(tx, call.principal, Payout, query, *filters)
+    return Page[PayoutAnswer](data=[PayoutAnswer.of(payout) for payout in found], has_more=more)
 
 
 async def cancel_payout(call: Call) -> PayoutAnswer:

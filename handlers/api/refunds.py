@@ -12,15 +12,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
-from sqlalchemy import select
 
 from handlers.api.endpoints import Call, Endpoint
-from handlers.api.errors import ApiError
 from handlers.api.idempotency import execute_accepted, idempotency_key
 from handlers.api.models import Answer, Body, Id, MinorUnits, Page, PageQuery
+from handlers.api.rows import page_of, visible_row
 from reconciler.db.tables import refunds
 from reconciler.ledger.rows import Payment, Refund
-from reconciler.ledger.session import LedgerSession, ledger_reader
+from reconciler.ledger.session import ledger_reader
 
 
 class RefundCreate(Body):
@@ -66,20 +65,11 @@ class RefundQuery(PageQuery):
     payment_id: Id | None = None
 
 
-async def _visible(
-    tx: LedgerSession, call: Call, kind: type[Payment] | type[Refund], row_id: int, param: str
-) -> Payment | Refund:
-    row = await tx.find(kind, "id", row_id)
-    if row is None or not call.principal.may_see(row.merchant_id):
-        raise ApiError("not_found", f"no {kind.singular} {row_id}", param=param)
-    return row
-
-
 async def create_refund(call: Call) -> tuple[int, RefundAnswer]:
     body: RefundCreate = call.body
     payment_id = call.path["payment_id"]
     async with ledger_reader(call.runtime.database) as tx:
-        payment = await _visible(tx, call, Payment, payment_id, "payment_id")
+        payment = await visible_row(tx, call.principal, Payment, payment_id, param="payment_id")
     request = idempotency_key(
         call, f"{payment_id}:{body.model_dump_json()}", merchant_id=payment.merchant_id
     )
@@ -97,27 +87,17 @@ async def create_refund(call: Call) -> tuple[int, RefundAnswer]:
 
 async def get_refund(call: Call) -> RefundAnswer:
     async with ledger_reader(call.runtime.database) as tx:
-        refund = await _visible(tx, call, Refund, call.path["refund_id"], "refund_id")
-    assert isinstance(refund, Refund)
+        refund_id = call.path["refund_id"]
+        refund = await visible_row(tx, call.principal, Refund, refund_id, param="refund_id")
     return RefundAnswer.of(refund)
 
 
 async def list_refunds(call: Call) -> Page[RefundAnswer]:
     query: RefundQuery = call.query
-    statement = select(refunds.c.id).order_by(refunds.c.id.desc()).limit(query.limit + 1)
-    if query.starting_after is not None:
-        statement = statement.where(refunds.c.id < query.starting_after)
-    if query.payment_id is not None:
-        statement = statement.where(refunds.c.payment_id == query.payment_id)
-    if not call.principal.is_staff:
-        statement = statement.where(refunds.c.merchant_id == call.principal.merchant_id)
+    filters = [] if query.payment_id is None else [refunds.c.payment_id == query.payment_id]
     async with ledger_reader(call.runtime.database) as tx:
-        ids = [int(refund_id) for (refund_id,) in await tx.execute(statement)]
-        await tx.load(Refund, "id", ids)
-        found = [await tx.get(Refund, refund_id) for refund_id in ids[: query.limit]]
-    return Page[RefundAnswer](
-        data=[RefundAnswer.of(refund) for refund in found], has_more=len(ids) > query.limit
-    )
+        found, more = await page_of(tx, call.principal, Refund, query, *filters)
+    return Page[RefundAnswer](data=[RefundAnswer.of(refund) for refund in found], has_more=more)
 
 
 ENDPOINTS = [

@@ -28,6 +28,7 @@ from reconciler.apply.context import (
 from reconciler.apply.events import event_object
 from reconciler.apply.kinds import KINDS, kind_of
 from reconciler.gateway import AccessRevoked, GatewayError, StripeNotFound
+from reconciler.inbox.envelope import THIN_EVENT_OBJECT
 from reconciler.ledger.rows import LedgerRow, Merchant
 from reconciler.ledger.session import LedgerSession, ledger_reader
 from reconciler.types import StripeObject
@@ -162,8 +163,8 @@ async def read_stripe_first(
         await load_rows(reader, payloads)
         reads = [call for payload in payloads for call in await reads_of(reader, payload)]
     await memo.warm(reads)
-    if not memo.held():
-        return memo
+    if not any(payload.get("object") == THIN_EVENT_OBJECT for payload in payloads):
+        return memo  # snapshot events said what they need: nothing more to ask
     # What the objects fetched will need in turn (a thin event's object is known only now).
     async with ledger_reader(ctx.db) as reader:
         await load_rows(reader, payloads)
