@@ -266,7 +266,20 @@ discrepancies = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("resolved_at", UTCDateTime()),
+    # `created_at` is when it was first seen; `last_seen_at` the latest run or path to see it.
+    Column("last_seen_at", UTCDateTime()),
+    Column("first_run_id", Id),
+    Column("last_run_id", Id),
+    # healed (a run applied Stripe's truth), operator (resolved by a person, with a note),
+    # cleared (a run no longer saw it), ended (the path that opened it saw it end).
+    Column("resolved_how", String(16)),
+    Column("resolved_run_id", Id),
     CheckConstraint("status IN ('open', 'resolved', 'dismissed')", "status_known"),
+    CheckConstraint(
+        "resolved_how IS NULL OR resolved_how IN ('healed', 'operator', 'cleared', 'ended')",
+        "resolved_how_known",
+    ),
+    Index("ix_discrepancies_status_kind", "status", "kind"),
     # At most one open discrepancy per kind and object: seeing it again is not news.
     Index(
         "uq_discrepancies_open_object",
@@ -311,4 +324,66 @@ connected_accounts = Table(
     Column("country", String(2)),
     Column("linked_at", UTCDateTime(), nullable=False),
     Column("unlinked_at", UTCDateTime()),
+)
+
+# Who runs each scheduled job now: taken by an atomic upsert that only succeeds when the
+# lease is free or expired, so with several instances each tick runs once.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# Every run of a scheduled job: when, how long, and how it ended.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    Column("duration_ms", Integer),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    CheckConstraint("outcome IN ('running', 'succeeded', 'failed')", "outcome_known"),
+    Index("ix_job_runs_job_started_at", "job", "started_at"),
+)
+
+# How far the events catch-up has read, per source ('platform' or a connected account id):
+# the `created` second of the newest event seen, read again with an overlap next time.
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("created", BigInteger, nullable=False),
+    Column("event_id", String(255)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Reconcile runs: what was compared, who asked, what was found, and where to resume.
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("scope", JSON, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("started_by", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("examined", Integer, nullable=False, server_default="0"),
+    Column("healed", Integer, nullable=False, server_default="0"),
+    Column("found", Integer, nullable=False, server_default="0"),
+    # The last page finished (per kind of object), so an interrupted run goes on from there.
+    Column("resume_from", JSON),
+    Column("error", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("duration_ms", Integer),
+    CheckConstraint(
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')", "status_known"
+    ),
+    Index("ix_reconcile_runs_status", "status"),
 )

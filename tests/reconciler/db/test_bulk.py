@@ -75,6 +75,11 @@ def discrepancy_row(object_id: str) -> dict[str, Any]:
         "created_at": AT,
         "updated_at": AT,
         "resolved_at": None,
+        "last_seen_at": AT,
+        "first_run_id": None,
+        "last_run_id": None,
+        "resolved_how": None,
+        "resolved_run_id": None,
     }
 
 
