@@ -67,7 +67,7 @@ class JobScheduler:
         self._clock = clock
         self._metrics = metrics
         self._scheduler: AsyncIOScheduler | None = None
-        self._ticking: set[asyncio.Task[object]] = set()
+        self._ticking: set[asyncio.Task[None]] = set()
 
     @property
     def jobs(self) -> list[Job]:
@@ -117,20 +117,28 @@ class JobScheduler:
             )
 
     async def _fire(self, name: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+        """APScheduler's call at each tick: the tick runs as a task of ours, so a stop lets it
+        finish (APScheduler would cancel it), and a tick still running is not started twice.
+        A coroutine function, or APScheduler would call it in a thread."""
+        if any(task.get_name() == f"job:{name}" for task in self._ticking):
+            logger.info("job %s: still running at its next tick, which is skipped", name)
+            return
+        task = asyncio.get_running_loop().create_task(self._tick_logged(name), name=f"job:{name}")
         self._ticking.add(task)
+        task.add_done_callback(self._ticking.discard)
+
+    async def _tick_logged(self, name: str) -> None:
         try:
             await self.tick(name)
         except Exception as error:  # the database is down: the next tick tries again
             logger.warning("job %s: could not take its tick: %s", name, describe(error))
-        finally:
-            self._ticking.discard(task)
 
     def start(self) -> None:
         """Fire every job's ticks in this event loop, from one period (or cron time) on."""
         if self._scheduler is not None:
             return
+        # APScheduler logs every tick at INFO; the run history (`job_runs`) already says it.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         scheduler = AsyncIOScheduler(timezone="UTC")
         for job in self._jobs.values():
             scheduler.add_job(
@@ -139,7 +147,6 @@ class JobScheduler:
                 args=[job.name],
                 id=job.name,
                 name=job.name,
-                max_instances=1,  # a slow tick is not started again beside itself
                 coalesce=True,  # ticks missed while busy or asleep make one
                 misfire_grace_time=None,
             )

@@ -136,3 +136,21 @@ async def test_two_instances_run_each_tick_once(db: Database, database_url: str)
     gaps = [b - a for a, b in zip(work.calls, work.calls[1:], strict=False)]
     assert min(gaps) >= timedelta(seconds=INTERVAL / 2), gaps
     assert {outcome for _, _, outcome, _ in recorded} == {"succeeded"}
+
+
+async def test_a_stop_lets_the_tick_in_hand_finish_and_a_slow_tick_is_not_doubled(
+    db: Database,
+) -> None:
+    finished = []
+
+    async def slow(now: datetime) -> str:
+        await asyncio.sleep(0.5)
+        finished.append(now)
+        return "done"
+
+    scheduler = JobScheduler(db, [Job("slow", slow, every=0.1)], lease=LEASE, owner="a")
+    scheduler.start()
+    await asyncio.sleep(0.35)  # ticks at 0.1, 0.2, 0.3: the first still running
+    await scheduler.stop()
+    assert len(finished) == 1
+    assert await runs(db) == [("slow", "a", "succeeded", "done")]
