@@ -51,6 +51,12 @@ Sleep = Callable[[float], Awaitable[None]]
 _priority: ContextVar[Priority] = ContextVar("stripe_call_priority", default=Priority.USER)
 
 
+def call_priority() -> Priority:
+    """The priority a Stripe call made here and now waits with: BACKGROUND inside
+    `StripeGateway.background()` (or a task started there), else USER."""
+    return _priority.get()
+
+
 class GatewayError(Exception):
     """A Stripe call that failed. `retryable`: the same call may succeed later."""
 
@@ -170,6 +176,10 @@ class StripeGateway:
         self._sleep = sleep
         self._limiter = limiter
 
+    @property
+    def rate_limiter(self) -> TokenBucket | None:
+        return self._limiter
+
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
@@ -190,7 +200,7 @@ class StripeGateway:
         attempt = 0
         while True:
             if self._limiter is not None:
-                await self._limiter.acquire(_priority.get())
+                await self._limiter.acquire(call_priority())
             try:
                 result = await call()
             except stripe.StripeError as raw:

@@ -149,7 +149,9 @@ async def open_runtime(
         resources.push_async_callback(writer.close)
         writer.start()
         if worker is not None:
-            worker.start()
+            # Applying webhooks serves no one waiting: its reads yield to the users' calls.
+            async with gateway.background():
+                worker.start()
         if background:
             executor.start()
         yield Runtime(
