@@ -32,6 +32,7 @@ from reconciler.paths.executor import Executor
 from reconciler.paths.payouts import PayoutRequests
 from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.refunds import RefundRequests
+from reconciler.ratelimit import TokenBucket
 
 
 @asynccontextmanager
@@ -49,8 +50,13 @@ async def open_gateway(
     settings: Settings, *, api_base: str | None = None
 ) -> AsyncIterator[StripeGateway]:
     """The Stripe gateway, at `api_base` if given (the sandbox before settings point at it),
-    else where the settings say; closed on the way out."""
-    gateway = StripeGateway(settings.stripe_api_key, api_base or settings.stripe_api_base)
+    else where the settings say, with the process's one rate limiter; closed on the way out."""
+    limit = settings.stripe_requests_per_second
+    gateway = StripeGateway(
+        settings.stripe_api_key,
+        api_base or settings.stripe_api_base,
+        limiter=TokenBucket.for_limit(limit, settings.stripe_rate_burst) if limit else None,
+    )
     try:
         yield gateway
     finally:
@@ -143,7 +149,9 @@ async def open_runtime(
         resources.push_async_callback(writer.close)
         writer.start()
         if worker is not None:
-            worker.start()
+            # Applying webhooks serves no one waiting: its reads yield to the users' calls.
+            async with gateway.background():
+                worker.start()
         if background:
             executor.start()
         yield Runtime(
