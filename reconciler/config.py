@@ -157,6 +157,11 @@ class Settings:
     stripe_api_key: Secret = field(default_factory=lambda: Secret(SANDBOX_API_KEY))
     # None means the real Stripe API; the sandbox and tests point this at a local server.
     stripe_api_base: str | None = None
+    # Requests a second sent to Stripe, shared by everything in this process: None takes
+    # Stripe's own limit for the key's mode (below), 0 switches limiting off.
+    stripe_rate_limit: int | None = None
+    # How many requests may leave at once after a quiet spell; below the limit.
+    stripe_rate_burst: int = 1
     webhook_secrets: tuple[Secret, ...] = ()
     connect_webhook_secrets: tuple[Secret, ...] = ()
     webhook_tolerance_seconds: int = 300
@@ -215,6 +220,14 @@ class Settings:
         """A service holding a live key is a live-mode service; test events are foreign to it."""
         return self.stripe_api_key.reveal().startswith(("sk_live_", "rk_live_"))
 
+    @property
+    def stripe_requests_per_second(self) -> int:
+        """The rate limit in force: Stripe's global limit is 100 requests a second in live mode
+        and 25 in test mode (docs.stripe.com/rate-limits), unless set; 0 means none."""
+        if self.stripe_rate_limit is not None:
+            return self.stripe_rate_limit
+        return 100 if self.livemode else 25
+
     @classmethod
     def from_environ(
         cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
@@ -232,10 +245,13 @@ class Settings:
         api_base = read.string("STRIPE_API_BASE", default.stripe_api_base or "") or None
         if api_base is not None and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
+        rate_raw = read.raw("STRIPE_RATE_LIMIT")
+        rate_limit = None if not rate_raw else read.integer("STRIPE_RATE_LIMIT", 0)
+        rate_burst = read.integer("STRIPE_RATE_BURST", default.stripe_rate_burst, minimum=1)
         dashboard_url = read.string("DASHBOARD_URL", default.dashboard_url).rstrip("/")
         if not dashboard_url.startswith(("http://", "https://")):
             raise ConfigError(f"DASHBOARD_URL must be an http(s) URL, got {dashboard_url!r}")
-        return cls(
+        settings = cls(
             database_url=database_url,
             dashboard_url=dashboard_url,
             stripe_api_key=read.secret(
@@ -244,6 +260,8 @@ class Settings:
                 prefixes=("sk_test_", "sk_live_", "rk_"),
             ),
             stripe_api_base=api_base,
+            stripe_rate_limit=rate_limit,
+            stripe_rate_burst=rate_burst,
             webhook_secrets=read.secrets("STRIPE_WEBHOOK_SECRETS", prefix="whsec_"),
             connect_webhook_secrets=read.secrets("STRIPE_CONNECT_WEBHOOK_SECRETS", prefix="whsec_"),
             webhook_tolerance_seconds=read.integer(
@@ -293,3 +311,10 @@ class Settings:
             ),
             reconcile_cron=read.cron("RECONCILE_CRON", default.reconcile_cron),
         )
+        limit = settings.stripe_requests_per_second
+        if limit and rate_burst >= limit:
+            raise ConfigError(
+                f"STRIPE_RATE_BURST must be below the rate limit ({limit} a second), "
+                f"got {rate_burst}"
+            )
+        return settings

@@ -3,9 +3,12 @@
 Injected, never configured at import time (no `stripe.api_key = ...`). Async over httpx, with
 a timeout per call and a bounded retry of what is worth retrying (429, 409 concurrent
 idempotent request, 5xx, network errors), honouring `Retry-After`. The SDK's own retries are
-off so this policy is the only one. Every failure reaches callers as a `GatewayError` that says
-whether trying again later can help. Objects come back as plain dicts, the same shape as a
-webhook's `data.object`, so the apply functions treat both alike.
+off so this policy is the only one. Every attempt first takes a token from the gateway's one
+rate limiter (`reconciler/ratelimit.py`), shared by everything holding the gateway; work inside
+`async with gateway.background():` yields to calls serving a user. Every failure reaches
+callers as a `GatewayError` that says whether trying again later can help. Objects come back
+as plain dicts, the same shape as a webhook's `data.object`, so the apply functions treat both
+alike.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,6 +35,7 @@ from stripe.params import (
 )
 
 from reconciler.config import Secret
+from reconciler.ratelimit import Priority, TokenBucket
 from reconciler.types import StripeObject
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,15 @@ log = logging.getLogger(__name__)
 WEBHOOK_API_VERSION: Final = "2026-10-28.endive"
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# Whose work a call is: set by `StripeGateway.background()`, inherited by the tasks it starts.
+_priority: ContextVar[Priority] = ContextVar("stripe_call_priority", default=Priority.USER)
+
+
+def call_priority() -> Priority:
+    """The priority a Stripe call made here and now waits with: BACKGROUND inside
+    `StripeGateway.background()` (or a task started there), else USER."""
+    return _priority.get()
 
 
 class GatewayError(Exception):
@@ -129,9 +144,11 @@ class RetryPolicy:
     base_delay: float = 0.25
     max_delay: float = 8.0
 
-    def delay(self, attempt: int, error: GatewayError) -> float:
+    def delay(self, attempt: int, error: GatewayError) -> float | None:
+        """How long to wait before the next attempt; None: Stripe asked for longer than this
+        policy waits, and trying sooner than told would only be refused again."""
         if error.retry_after is not None:
-            return min(error.retry_after, self.max_delay)
+            return error.retry_after if error.retry_after <= self.max_delay else None
         backoff: float = self.base_delay * 2**attempt
         return min(backoff, self.max_delay)
 
@@ -147,7 +164,9 @@ class StripeGateway:
         timeout: float = 15.0,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Sleep = asyncio.sleep,
+        limiter: TokenBucket | None = None,
     ) -> None:
+        """`limiter`: the bucket every attempt takes a token from; None sends unlimited."""
         self._http = stripe.HTTPXClient(timeout=timeout)
         options: dict[str, Any] = {"http_client": self._http, "max_network_retries": 0}
         if api_base is not None:
@@ -155,23 +174,44 @@ class StripeGateway:
         self._client = stripe.StripeClient(api_key.reveal(), **options)
         self._retry = retry
         self._sleep = sleep
+        self._limiter = limiter
+
+    @property
+    def rate_limiter(self) -> TokenBucket | None:
+        return self._limiter
 
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    @asynccontextmanager
+    async def background(self) -> AsyncIterator[None]:
+        """Mark the calls made inside (and in tasks started inside) as background work: they
+        wait for the rate limiter behind every call serving a user (payouts, refunds,
+        checkout, onboarding), which is what a call is unless marked."""
+        token = _priority.set(Priority.BACKGROUND)
+        try:
+            yield
+        finally:
+            _priority.reset(token)
 
     async def _call(
         self, what: str, call: Callable[[], Awaitable[stripe.StripeObject]]
     ) -> StripeObject:
         attempt = 0
         while True:
+            if self._limiter is not None:
+                await self._limiter.acquire(call_priority())
             try:
                 result = await call()
             except stripe.StripeError as raw:
                 error = classify(raw)
                 attempt += 1
-                if not error.retryable or attempt >= self._retry.attempts:
-                    raise error from raw
+                if error.http_status == 429 and error.retry_after and self._limiter is not None:
+                    # Stripe limits the account, not this call: every caller waits it out.
+                    self._limiter.hold_off(error.retry_after)
                 delay = self._retry.delay(attempt - 1, error)
+                if not error.retryable or attempt >= self._retry.attempts or delay is None:
+                    raise error from raw
                 log.warning("stripe %s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
                 await self._sleep(delay)
                 continue

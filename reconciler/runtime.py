@@ -33,6 +33,7 @@ from reconciler.paths.payouts import PayoutRequests
 from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.refunds import RefundRequests
 from reconciler.paths.stale import StaleSweep
+from reconciler.ratelimit import TokenBucket
 from scheduler.service import JobScheduler
 from scheduler.standard import standard_jobs
 
@@ -52,8 +53,13 @@ async def open_gateway(
     settings: Settings, *, api_base: str | None = None
 ) -> AsyncIterator[StripeGateway]:
     """The Stripe gateway, at `api_base` if given (the sandbox before settings point at it),
-    else where the settings say; closed on the way out."""
-    gateway = StripeGateway(settings.stripe_api_key, api_base or settings.stripe_api_base)
+    else where the settings say, with the process's one rate limiter; closed on the way out."""
+    limit = settings.stripe_requests_per_second
+    gateway = StripeGateway(
+        settings.stripe_api_key,
+        api_base or settings.stripe_api_base,
+        limiter=TokenBucket.for_limit(limit, settings.stripe_rate_burst) if limit else None,
+    )
     try:
         yield gateway
     finally:
@@ -167,11 +173,15 @@ async def open_runtime(
         resources.push_async_callback(writer.close)
         writer.start()
         if worker is not None:
-            worker.start()
+            # Applying webhooks serves no one waiting: its reads yield to the users' calls.
+            async with gateway.background():
+                worker.start()
         if background:
             executor.start()
         if settings.scheduler_enabled:
-            scheduler.start()
+            # Scheduled jobs serve no one waiting either (their ticks inherit this).
+            async with gateway.background():
+                scheduler.start()
         yield Runtime(
             settings=settings,
             metrics=metrics,

@@ -88,6 +88,12 @@ def api_endpoint(
     """Wrap `handler`, which answers with a `kind` object, in Stripe's request semantics."""
 
     async def endpoint(request: Request) -> Response:
+        logged = sb.requests.record(request.method, request.url.path)
+        response = await answer(request)
+        logged.status = response.status_code
+        return response
+
+    async def answer(request: Request) -> Response:
         request_id = sb.ids.new("req", 14)
         headers = {
             "Request-Id": request_id,
@@ -195,7 +201,7 @@ async def _run(
 
 async def _fault_before(sb: Sandbox, fault: Fault) -> None:
     if fault.kind == "rate_limit":
-        raise rate_limited()
+        raise rate_limited(fault.seconds)
     if fault.kind == "hang":
         await asyncio.sleep(
             fault.seconds if fault.seconds is not None else sb.settings.hang_seconds
@@ -211,7 +217,7 @@ async def _fault_after(sb: Sandbox, fault: Fault) -> None:
         )
         return
     if fault.kind == "rate_limit":
-        raise rate_limited()
+        raise rate_limited(fault.seconds)
     raise api_error()
 
 

@@ -1,4 +1,5 @@
-"""The `/_sandbox/` control surface: clock, Dashboard actions, onboarding, deliveries, faults.
+"""The `/_sandbox/` control surface: clock, Dashboard actions, onboarding, deliveries, faults,
+the log of requests received.
 
 Every route takes a JSON body (or none) and answers JSON. They need no API key: the sandbox
 only ever listens locally. See docs/sandbox.md for each route with an example.
@@ -298,6 +299,16 @@ async def clear_faults(sb: Sandbox, request: Request, body: Obj) -> Obj:
     return {"deliveries": [], "api": []}
 
 
+async def requests(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    """The API requests received, oldest first, with their wall-clock arrival (`at`)."""
+    return {"data": [entry.as_dict() for entry in sb.requests.entries()]}
+
+
+async def clear_requests(sb: Sandbox, request: Request, body: Obj) -> Obj:
+    sb.requests.clear()
+    return {"data": []}
+
+
 def _settings(sb: Sandbox) -> Obj:
     return {
         "async_capture": sb.settings.async_capture,
@@ -370,4 +381,6 @@ def routes(sb: Sandbox) -> list[Route]:
         _route(sb, "/_sandbox/faults/{target:str}", "POST", arm_fault),
         _route(sb, "/_sandbox/faults", "GET", list_faults),
         _route(sb, "/_sandbox/faults", "DELETE", clear_faults),
+        _route(sb, "/_sandbox/requests", "GET", requests),
+        _route(sb, "/_sandbox/requests", "DELETE", clear_requests),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 DOC_BASE = "https://stripe.com/docs/error-codes/"
@@ -74,13 +75,18 @@ def authentication(message: str) -> StripeError:
     return StripeError(401, "invalid_request_error", message)
 
 
-def rate_limited() -> StripeError:
+def rate_limited(retry_after: float | None = None) -> StripeError:
+    """Stripe's 429. Its docs promise no `Retry-After` (they advise backing off with jitter),
+    so the header is sent only when a test asks for one (`retry_after` seconds, whole as
+    HTTP's delay-seconds are)."""
+    headers = {} if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
     return StripeError(
         429,
         "invalid_request_error",
         "Request rate limit exceeded. Learn more about rate limits here "
         "https://stripe.com/docs/rate-limits.",
         code="rate_limit",
+        headers=headers,
     )
 
 

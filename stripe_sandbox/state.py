@@ -16,6 +16,7 @@ from .events import create_event
 from .faults import Faults
 from .idempotency import IdempotencyStore
 from .ids import IdGenerator
+from .request_log import RequestLog
 from .settings import SandboxSettings
 from .store import Store
 
@@ -84,6 +85,7 @@ class Sandbox:
         self.pending_transactions: list[str] = []
         self.private = Private()
         self.faults = Faults(self.ids)
+        self.requests = RequestLog()
         self.idempotency = IdempotencyStore(self.clock, lambda: self.settings.idempotency_key_ttl)
         self.deliveries = Deliverer(self)
         self._jobs: list[tuple[float, int, Callable[[], None]]] = []

@@ -18,6 +18,10 @@ from stripe_sandbox import RunningSandbox, SandboxClock, run_sandbox
 API_KEY = "sk_test_reconciler_tests"
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
 TWO_DAYS_AND_A_BIT = 2 * 86_400 + 3_600
+# For services the suite runs on the sandbox: the limiter stays in every call's path, at a rate
+# a test never reaches (the service's default, 25 a second, would only slow the suite down).
+TEST_RATE_LIMIT = 1000
+TEST_RATE_BURST = 100
 
 
 @dataclass

@@ -14,7 +14,7 @@ from reconciler.db.engine import Database
 from reconciler.db.tables import inbox_events
 from stripe_sandbox.server import ServerThread
 from tests.scenarios import FEE_PERCENT
-from tests.stripe_world import API_KEY, StripeWorld
+from tests.stripe_world import API_KEY, TEST_RATE_BURST, TEST_RATE_LIMIT, StripeWorld
 
 SETTLE_SECONDS = 20
 PLATFORM_PATH, CONNECT_PATH = "/webhooks/stripe", "/webhooks/stripe/connect"
@@ -64,6 +64,8 @@ async def running_service(
         database_url=database_url,
         stripe_api_key=Secret(API_KEY),
         stripe_api_base=world.url,
+        stripe_rate_limit=TEST_RATE_LIMIT,
+        stripe_rate_burst=TEST_RATE_BURST,
         webhook_secrets=(platform,),
         connect_webhook_secrets=(connect,),
         platform_fee_percent=FEE_PERCENT,

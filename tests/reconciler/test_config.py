@@ -51,6 +51,10 @@ def test_values_are_typed_and_secrets_never_print() -> None:
         ({"PLATFORM_BALANCE_SECONDS": "inf"}, "PLATFORM_BALANCE_SECONDS must be at least"),
         ({"RECONCILE_CRON": "nightly"}, "RECONCILE_CRON must be a crontab line"),
         ({"SCHEDULER_ENABLED": "maybe"}, "SCHEDULER_ENABLED must be true or false"),
+        ({"STRIPE_RATE_LIMIT": "fast"}, "STRIPE_RATE_LIMIT must be a whole number"),
+        ({"STRIPE_RATE_LIMIT": "-1"}, "STRIPE_RATE_LIMIT must be at least 0"),
+        ({"STRIPE_RATE_BURST": "0"}, "STRIPE_RATE_BURST must be at least 1"),
+        ({"STRIPE_RATE_BURST": "25"}, r"STRIPE_RATE_BURST must be below the rate limit \(25"),
     ],
 )
 def test_malformed_values_name_the_variable(environ: dict[str, str], message: str) -> None:
@@ -103,3 +107,16 @@ def test_unset_variables_take_the_field_defaults_written_once() -> None:
     # from_environ reads its defaults from the fields: change one there, it changes here.
     retuned = Retuned.from_environ({}, env_file=None)
     assert (retuned.port, retuned.inbox_batch_size) == (9999, 7)
+
+
+def test_the_rate_limit_follows_the_keys_mode_unless_set() -> None:
+    def limit(environ: dict[str, str]) -> int:
+        return Settings.from_environ(environ, env_file=None).stripe_requests_per_second
+
+    assert limit({}) == 25
+    assert limit({"STRIPE_API_KEY": "rk_test_abc"}) == 25
+    assert limit({"STRIPE_API_KEY": "sk_live_abc"}) == 100
+    assert limit({"STRIPE_API_KEY": "sk_live_abc", "STRIPE_RATE_LIMIT": "40"}) == 40
+    assert limit({"STRIPE_RATE_LIMIT": "0"}) == 0  # off
+    off = Settings.from_environ({"STRIPE_RATE_LIMIT": "0", "STRIPE_RATE_BURST": "9"}, env_file=None)
+    assert off.stripe_rate_burst == 9  # no limit, so no burst to stay below

@@ -125,7 +125,7 @@ async def test_missing_objects_and_bad_requests_are_final(world: StripeWorld) ->
     assert sleep.delays == []
 
 
-def test_retry_after_is_honoured_up_to_the_cap() -> None:
+def test_retry_after_is_honoured_and_past_the_cap_means_give_up() -> None:
     policy = RetryPolicy(base_delay=0.5, max_delay=8.0)
     told = classify(
         stripe.RateLimitError("slow down", http_status=429, headers={"Retry-After": "3"})
@@ -134,7 +134,7 @@ def test_retry_after_is_honoured_up_to_the_cap() -> None:
     greedy = classify(
         stripe.RateLimitError("slow", http_status=429, headers={"Retry-After": "600"})
     )
-    assert policy.delay(0, greedy) == 8.0
+    assert policy.delay(0, greedy) is None  # never sooner than told: not at all
     untold = classify(stripe.APIError("boom", http_status=503))
     assert [policy.delay(attempt, untold) for attempt in range(6)] == [0.5, 1, 2, 4, 8, 8]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,10 +13,12 @@ from sqlalchemy import text
 from reconciler.config import ConfigError, Settings
 from reconciler.db.engine import Database
 from reconciler.errors import SchemaNotCurrent
+from reconciler.gateway import call_priority
 from reconciler.inbox.appliers import noop_applier, open_applier
 from reconciler.inbox.events import InboxEvent, NewEvent
 from reconciler.inbox.worker import Applier
 from reconciler.inbox.writer import WriterClosed
+from reconciler.ratelimit import ARRIVAL_JITTER, Priority
 from reconciler.runtime import open_runtime
 
 EVENT = NewEvent("evt_1", "platform", "charge.succeeded", False, None, 1, "{}")
@@ -54,6 +57,34 @@ async def test_runtime_without_a_worker_only_takes_rows(database_url: str) -> No
     async with open_runtime(settings) as runtime:
         assert runtime.worker is None
         assert await runtime.inbox_writer.submit(EVENT) is True
+
+
+async def test_the_worker_calls_stripe_as_background_work(database_url: str) -> None:
+    seen: list[Priority] = []
+
+    async def applier(event: InboxEvent) -> None:
+        seen.append(call_priority())
+
+    settings = Settings(database_url=database_url)
+    async with open_runtime(settings, applier=applier) as runtime:
+        assert await runtime.inbox_writer.submit(EVENT) is True
+        for _ in range(500):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert call_priority() is Priority.USER  # the runtime's own caller is untouched
+    assert seen == [Priority.BACKGROUND]
+
+
+async def test_the_runtime_gateway_is_limited_as_the_settings_say(database_url: str) -> None:
+    settings = Settings(database_url=database_url, inbox_worker_enabled=False)
+    async with open_runtime(settings) as runtime:
+        bucket = runtime.gateway.rate_limiter
+        assert bucket is not None  # a test key: Stripe's test-mode 25 a second
+        assert (bucket.burst, bucket.rate) == (1, pytest.approx(24 / (1 + ARRIVAL_JITTER)))
+    off = Settings(database_url=database_url, inbox_worker_enabled=False, stripe_rate_limit=0)
+    async with open_runtime(off) as runtime:
+        assert runtime.gateway.rate_limiter is None
 
 
 async def test_runtime_refuses_an_unmigrated_database(tmp_path: Path) -> None:

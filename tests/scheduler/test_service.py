@@ -9,8 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from reconciler.config import Secret
 from reconciler.db.engine import Database
 from reconciler.db.tables import job_runs
+from reconciler.gateway import StripeGateway, call_priority
+from reconciler.ratelimit import Priority
 from scheduler.jobs import Job
 from scheduler.service import JobScheduler
 
@@ -154,3 +157,27 @@ async def test_a_stop_lets_the_tick_in_hand_finish_and_a_slow_tick_is_not_double
     await scheduler.stop()
     assert len(finished) == 1
     assert await runs(db) == [("slow", "a", "succeeded", "done")]
+
+
+async def test_ticks_of_a_scheduler_started_as_background_work_are_background_work(
+    db: Database,
+) -> None:
+    """The runtime starts the scheduler inside `gateway.background()`: the jobs' Stripe calls
+    wait behind those serving a user."""
+    seen = []
+
+    async def job(now: datetime) -> str:
+        seen.append(call_priority())
+        return ""
+
+    gateway = StripeGateway(Secret("sk_test_priority"), "http://127.0.0.1:9")
+    scheduler = JobScheduler(db, [Job("quick", job, every=0.1)], lease=LEASE, owner="a")
+    try:
+        async with gateway.background():
+            scheduler.start()
+        assert call_priority() is Priority.USER
+        await asyncio.sleep(0.35)
+    finally:
+        await scheduler.stop()
+        await gateway.aclose()
+    assert seen and set(seen) == {Priority.BACKGROUND}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 import stripe
@@ -192,6 +194,42 @@ def test_api_faults_answer_429_500_then_recover(
     with pytest.raises(stripe.APIError):
         client.v1.payment_intents.list()
     assert client.v1.payment_intents.list().data == []
+
+
+def test_a_429_carries_retry_after_only_when_the_fault_asks_for_it(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    control.fault("api", kind="rate_limit", count=1)
+    with pytest.raises(stripe.RateLimitError) as plain:
+        client.v1.balance.retrieve()
+    assert "retry-after" not in {name.lower() for name in plain.value.headers or {}}
+    control.fault("api", kind="rate_limit", count=1, seconds=1.5)
+    with pytest.raises(stripe.RateLimitError) as told:
+        client.v1.balance.retrieve()
+    assert (told.value.headers or {}).get("retry-after") == "2"  # whole seconds, rounded up
+
+
+def test_the_request_log_keeps_every_api_call_with_its_arrival_and_answer(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    before = time.time()
+    client.v1.balance.retrieve()
+    control.fault("api", kind="rate_limit", count=1)
+    with pytest.raises(stripe.RateLimitError):
+        client.v1.payment_intents.list()
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.refunds.retrieve("re_missing")
+    control.get("/state")  # the control surface is not an API call
+    logged = control.get("/requests")["data"]
+    assert [(e["method"], e["path"], e["status"]) for e in logged] == [
+        ("GET", "/v1/balance", 200),
+        ("GET", "/v1/payment_intents", 429),
+        ("GET", "/v1/refunds/re_missing", 404),
+    ]
+    arrivals = [entry["at"] for entry in logged]
+    assert before <= arrivals[0] <= arrivals[1] <= arrivals[2] <= time.time()
+    assert control.request("DELETE", "/requests").json() == {"data": []}
+    assert control.get("/requests")["data"] == []
 
 
 def test_sdk_retries_a_500_with_the_same_idempotency_key(

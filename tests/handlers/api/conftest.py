@@ -17,6 +17,7 @@ from reconciler.runtime import Runtime
 from reconciler.tokens import create_token
 from reconciler.types import utcnow
 from stripe_sandbox import run_sandbox_sync
+from tests.stripe_world import TEST_RATE_BURST, TEST_RATE_LIMIT
 
 API_KEY = "sk_test_api_tests"
 
@@ -70,6 +71,8 @@ def api(database_url: str) -> Iterator[Api]:
             database_url=database_url,
             stripe_api_key=Secret(API_KEY),
             stripe_api_base=sandbox.url,
+            stripe_rate_limit=TEST_RATE_LIMIT,
+            stripe_rate_burst=TEST_RATE_BURST,
             inbox_worker_enabled=False,
         )
         with TestClient(create_app(settings)) as client:

@@ -30,6 +30,7 @@ from reconciler.types import utcnow
 from stripe_sandbox import run_sandbox_sync
 from stripe_sandbox.server import ServerThread
 from tests.handlers.api.conftest import API_KEY
+from tests.stripe_world import TEST_RATE_BURST, TEST_RATE_LIMIT
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 CHECKS = [
@@ -68,6 +69,8 @@ def caller(database_url: str) -> Iterator[Caller]:
             database_url=database_url,
             stripe_api_key=Secret(API_KEY),
             stripe_api_base=sandbox.url,
+            stripe_rate_limit=TEST_RATE_LIMIT,
+            stripe_rate_burst=TEST_RATE_BURST,
             inbox_worker_enabled=False,
         )
         server = ServerThread()

@@ -22,6 +22,7 @@ from reconciler.runtime import paths_context
 from reconciler.types import utcnow
 from stripe_sandbox import run_sandbox_sync
 from tests.handlers.api.conftest import Api
+from tests.stripe_world import TEST_RATE_BURST, TEST_RATE_LIMIT
 
 
 def sdk(api: Api) -> stripe.StripeClient:
@@ -156,6 +157,8 @@ def api_with_fees(database_url: str) -> Iterator[Api]:
             database_url=database_url,
             stripe_api_key=Secret("sk_test_api_tests"),
             stripe_api_base=sandbox.url,
+            stripe_rate_limit=TEST_RATE_LIMIT,
+            stripe_rate_burst=TEST_RATE_BURST,
             inbox_worker_enabled=False,
             platform_fee_percent=Decimal("2.5"),
             platform_fee_fixed=10,
