@@ -86,6 +86,31 @@ class _Reader:
             raise ConfigError(f"{name} must be at least {minimum}, got {number}")
         return number
 
+    def seconds(self, name: str, default: float, *, minimum: float = 0.1) -> float:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+        if not minimum <= number < float("inf"):
+            raise ConfigError(f"{name} must be at least {minimum} seconds, got {value!r}")
+        return number
+
+    def cron(self, name: str, default: str) -> str:
+        value = self.string(name, default)
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as error:
+            raise ConfigError(
+                f"{name} must be a crontab line (minute hour day month weekday), "
+                f"got {value!r}: {error}"
+            ) from None
+        return value
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
         if value is None or value == "":
@@ -164,6 +189,21 @@ class Settings:
     payout_executor_enabled: bool = True
     # A payout or refund whose Stripe call got no answer is tried again (same key) after this.
     payout_retry_seconds: int = 30
+    # Scheduled jobs: on in every instance by default (a single instance needs nothing more);
+    # a lease in the database lets one instance run each tick. A web-only instance turns it
+    # off and leaves the jobs to `reconciler worker`.
+    scheduler_enabled: bool = True
+    # How long a tick's lease lasts: a dead owner's jobs pass to another instance after this.
+    job_lease_seconds: float = 60.0
+    platform_balance_seconds: float = 300.0
+    stale_sweep_seconds: float = 300.0
+    # A payout or refund still pending or processing this long after it was made is re-read
+    # from Stripe by the stale sweep.
+    stale_after_seconds: float = 900.0
+    inbox_retry_seconds: float = 60.0
+    events_catch_up_seconds: float = 300.0
+    # The nightly full reconcile, a crontab line in UTC.
+    reconcile_cron: str = "0 3 * * *"
 
     @property
     def uses_sandbox(self) -> bool:
@@ -256,6 +296,20 @@ class Settings:
             payout_retry_seconds=read.integer(
                 "PAYOUT_RETRY_SECONDS", default.payout_retry_seconds, minimum=1
             ),
+            scheduler_enabled=read.boolean("SCHEDULER_ENABLED", default.scheduler_enabled),
+            job_lease_seconds=read.seconds("JOB_LEASE_SECONDS", default.job_lease_seconds),
+            platform_balance_seconds=read.seconds(
+                "PLATFORM_BALANCE_SECONDS", default.platform_balance_seconds
+            ),
+            stale_sweep_seconds=read.seconds("STALE_SWEEP_SECONDS", default.stale_sweep_seconds),
+            stale_after_seconds=read.seconds(
+                "STALE_AFTER_SECONDS", default.stale_after_seconds, minimum=1
+            ),
+            inbox_retry_seconds=read.seconds("INBOX_RETRY_SECONDS", default.inbox_retry_seconds),
+            events_catch_up_seconds=read.seconds(
+                "EVENTS_CATCH_UP_SECONDS", default.events_catch_up_seconds
+            ),
+            reconcile_cron=read.cron("RECONCILE_CRON", default.reconcile_cron),
         )
         limit = settings.stripe_requests_per_second
         if limit and rate_burst >= limit:

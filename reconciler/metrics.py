@@ -59,3 +59,28 @@ class Metrics:
             "Inbox events applied successfully.",
             registry=self.registry,
         )
+        self.job_runs = Counter(
+            "reconciler_job_runs",
+            "Scheduled job runs made by this instance, by job and outcome.",
+            ["job", "outcome"],
+            registry=self.registry,
+        )
+        # The newest run of each job by any instance, read from the database at scrape time.
+        self.job_last_started = Gauge(
+            "reconciler_job_last_started_timestamp_seconds",
+            "When the newest run of the job started (Unix time).",
+            ["job"],
+            registry=self.registry,
+        )
+        self.job_last_duration = Gauge(
+            "reconciler_job_last_duration_seconds",
+            "How long the newest finished run of the job took.",
+            ["job"],
+            registry=self.registry,
+        )
+        self.job_last_succeeded = Gauge(
+            "reconciler_job_last_succeeded",
+            "1 if the newest finished run of the job succeeded, 0 if it failed.",
+            ["job"],
+            registry=self.registry,
+        )

@@ -1,10 +1,10 @@
 """The long-lived resources, built once: the database, the Stripe gateway, the inbox writer
-and worker. The CLI (the composition root) and the HTTP app's lifespan use these; nothing
-else builds a `Database` or a `StripeGateway` of its own.
+and worker, the payout executor, the scheduler. The CLI (the composition root) and the HTTP
+app's lifespan use these; nothing else builds a `Database` or a `StripeGateway` of its own.
 
 `open_runtime` starts what runs in the background and, leaving, closes it in the one safe
-order: stop taking rows (the writer commits what it holds), finish applying (the worker),
-close the gateway, dispose of the database.
+order: stop taking rows (the writer commits what it holds), stop the scheduled jobs, the
+executor, finish applying (the worker), close the gateway, dispose of the database.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ from reconciler.paths.executor import Executor
 from reconciler.paths.payouts import PayoutRequests
 from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.refunds import RefundRequests
+from reconciler.paths.stale import StaleSweep
 from reconciler.ratelimit import TokenBucket
+from scheduler.service import JobScheduler
+from scheduler.standard import standard_jobs
 
 
 @asynccontextmanager
@@ -99,6 +102,8 @@ class Runtime:
     executor: Executor
     inbox_writer: InboxWriter
     worker: InboxWorker | None
+    # Always built (the API lists its jobs); started only with `scheduler_enabled`.
+    scheduler: JobScheduler
 
 
 @asynccontextmanager
@@ -144,6 +149,25 @@ async def open_runtime(
         background = settings.inbox_worker_enabled and settings.payout_executor_enabled
         if background:
             resources.push_async_callback(executor.stop)
+        scheduler = JobScheduler(
+            database,
+            standard_jobs(
+                settings,
+                balances=balances,
+                sweep=StaleSweep(
+                    context,
+                    gateway,
+                    executor,
+                    stale_after=timedelta(seconds=settings.stale_after_seconds),
+                ),
+                worker=worker,
+            ),
+            lease=timedelta(seconds=settings.job_lease_seconds),
+            metrics=metrics,
+        )
+        if settings.scheduler_enabled:
+            # Stopped before the executor, the worker and the writer it calls into.
+            resources.push_async_callback(scheduler.stop)
         writer = InboxWriter(database, on_commit=worker.wake if worker else None)
         # Left last, closed first: no row is taken once the worker starts finishing.
         resources.push_async_callback(writer.close)
@@ -154,6 +178,10 @@ async def open_runtime(
                 worker.start()
         if background:
             executor.start()
+        if settings.scheduler_enabled:
+            # Scheduled jobs serve no one waiting either (their ticks inherit this).
+            async with gateway.background():
+                scheduler.start()
         yield Runtime(
             settings=settings,
             metrics=metrics,
@@ -172,4 +200,5 @@ async def open_runtime(
             executor=executor,
             inbox_writer=writer,
             worker=worker,
+            scheduler=scheduler,
         )

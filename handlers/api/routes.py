@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from handlers.api import accounts, balances, connect, payments, payouts, refunds
+from handlers.api import accounts, balances, connect, jobs, payments, payouts, refunds
 from handlers.api.endpoints import Endpoint
 from handlers.api.openapi import openapi_document
 
@@ -18,6 +18,7 @@ ENDPOINTS: list[Endpoint] = [
     *payouts.ENDPOINTS,
     *refunds.ENDPOINTS,
     *balances.ENDPOINTS,
+    *jobs.ENDPOINTS,
 ]
 DOCUMENT = openapi_document(ENDPOINTS, prefix=PREFIX)
 

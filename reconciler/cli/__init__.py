@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler.cli import tokens
 from reconciler.cli.events_table import format_events
+from reconciler.cli.worker import run_worker
 from reconciler.config import ConfigError, Secret, Settings
 from reconciler.db.schema import code_head, migrate, require_current_schema
 from reconciler.errors import ReconcilerError
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    commands.add_parser(
+        "worker",
+        help="run the inbox worker, the payout executor and the scheduled jobs, without HTTP",
+    )
     commands.add_parser("migrate", help="apply database migrations up to this code's schema")
     events = commands.add_parser("events", help="look at and replay stored webhook events")
     event_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
@@ -171,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(_migrate(settings)))
         elif args.command == "serve":
             _serve(settings, args.host, args.port)
+        elif args.command == "worker":
+            asyncio.run(_check_schema(settings))
+            asyncio.run(run_worker(settings))
         elif args.command == "events":
             print(asyncio.run(_events(settings, args)))
         elif args.command == "tokens":

@@ -131,6 +131,22 @@ class InboxWorker:
             await self._checkpoint(done, [], now)
         return together + len(events)
 
+    async def retry_due(self, now: datetime) -> tuple[int, int]:
+        """Apply the rows tried before whose next try is due at `now` (failed ones after their
+        backoff, and those a vanished worker left), one batch, claimed like every worker's
+        claims: a row another worker holds is not touched. Returns (taken, applied)."""
+        events = await claim_due(
+            self._database, now, limit=self._batch_size, policy=self._policy, tried_only=True
+        )
+        done: list[InboxEvent] = []
+        try:
+            for event in events:
+                if await self._apply(event, now):
+                    done.append(event)
+        finally:
+            await self._checkpoint(done, [], now)
+        return len(events), len(done)
+
     async def _checkpoint(
         self, done: list[InboxEvent], waiting: list[InboxEvent], now: datetime | None
     ) -> None:

@@ -176,7 +176,7 @@ class Executor:
         try:
             made = None
             if self._context.clock() - refund.created_at > KEY_WINDOW and payment.charge_id:
-                made = await self._find_refund(refund, payment.charge_id)
+                made = await self.find_refund(refund, payment.charge_id)
             if made is None:
                 if payment.payment_intent_id is None:
                     await self._fail_refund(refund, "the payment has no PaymentIntent at Stripe")
@@ -200,7 +200,8 @@ class Executor:
             return
         await apply_object(self._context, made)
 
-    async def _find_refund(self, refund: Refund, charge_id: str) -> StripeObject | None:
+    async def find_refund(self, refund: Refund, charge_id: str) -> StripeObject | None:
+        """The refund Stripe made for ours, found by its metadata among the charge's."""
         for made in await self._gateway.refunds_for_charge(charge_id):
             if (made.get("metadata") or {}).get("icpay_refund_id") == str(refund.id):
                 return made
@@ -254,7 +255,7 @@ class Executor:
         try:
             transfer = None
             if self._context.clock() - payout.created_at > KEY_WINDOW:
-                transfer = await self._find(payout)
+                transfer = await self.find_transfer(payout)
             if transfer is None:
                 if payout.destination is None:
                     await self._fail(payout, "the payout names no connected account")
@@ -282,7 +283,7 @@ class Executor:
         if decision is Decision.MOVE:
             logger.info("payout %d failed: %s", payout.id, message)
 
-    async def _find(self, payout: Payout) -> StripeObject | None:
+    async def find_transfer(self, payout: Payout) -> StripeObject | None:
         """The payout's transfer if Stripe made it, found by our metadata: past the key
         window a retried create could make a second one."""
         if payout.destination is None:

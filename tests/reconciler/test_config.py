@@ -46,6 +46,11 @@ def test_values_are_typed_and_secrets_never_print() -> None:
         ({"STRIPE_WEBHOOK_SECRETS": "whsec_a,oops"}, "STRIPE_WEBHOOK_SECRETS: secret #2"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be"),
         ({"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE must be an http"),
+        ({"JOB_LEASE_SECONDS": "soon"}, "JOB_LEASE_SECONDS must be a number of seconds"),
+        ({"STALE_SWEEP_SECONDS": "0"}, "STALE_SWEEP_SECONDS must be at least 0.1 seconds"),
+        ({"PLATFORM_BALANCE_SECONDS": "inf"}, "PLATFORM_BALANCE_SECONDS must be at least"),
+        ({"RECONCILE_CRON": "nightly"}, "RECONCILE_CRON must be a crontab line"),
+        ({"SCHEDULER_ENABLED": "maybe"}, "SCHEDULER_ENABLED must be true or false"),
         ({"STRIPE_RATE_LIMIT": "fast"}, "STRIPE_RATE_LIMIT must be a whole number"),
         ({"STRIPE_RATE_LIMIT": "-1"}, "STRIPE_RATE_LIMIT must be at least 0"),
         ({"STRIPE_RATE_BURST": "0"}, "STRIPE_RATE_BURST must be at least 1"),
@@ -55,6 +60,22 @@ def test_values_are_typed_and_secrets_never_print() -> None:
 def test_malformed_values_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_environ(environ, env_file=None)
+
+
+def test_scheduler_settings_are_read() -> None:
+    settings = Settings.from_environ(
+        {
+            "SCHEDULER_ENABLED": "false",
+            "JOB_LEASE_SECONDS": "2.5",
+            "STALE_AFTER_SECONDS": "600",
+            "INBOX_RETRY_SECONDS": "0.5",
+            "RECONCILE_CRON": "30 2 * * 1-5",
+        },
+        env_file=None,
+    )
+    assert settings.scheduler_enabled is False
+    assert (settings.job_lease_seconds, settings.stale_after_seconds) == (2.5, 600.0)
+    assert (settings.inbox_retry_seconds, settings.reconcile_cron) == (0.5, "30 2 * * 1-5")
 
 
 def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:

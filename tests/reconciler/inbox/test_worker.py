@@ -259,3 +259,24 @@ async def test_worker_batch_that_fails_is_rolled_back_and_applied_one_at_a_time(
         ("evt_bad", "failed", 1, "RuntimeError: cannot apply charge.succeeded"),
         ("evt_3", "done", 1, None),
     ]
+
+
+async def test_retry_due_applies_only_retries_whose_time_has_come_and_once(
+    db: Database, now: datetime
+) -> None:
+    """What the scheduler's `inbox_retries` job calls: rows never tried are left to the worker
+    loop's batches, and a failed row waits out its backoff."""
+    await store(db, now, "evt_1", "evt_2")
+    applier = FakeApplier(failing={"evt_1", "evt_2"})
+    worker = InboxWorker(db, applier, policy=POLICY, batch_size=BATCH)
+    assert await worker.retry_due(now) == (0, 0)  # never tried: not a retry
+    assert await worker.run_once(now) == 2  # both fail, due again in 60 s
+    applier.failing = {"evt_2"}
+    assert await worker.retry_due(now + timedelta(seconds=30)) == (0, 0)  # backoff not over
+    assert await worker.retry_due(now + timedelta(seconds=60)) == (2, 1)
+    assert await worker.retry_due(now + timedelta(seconds=60)) == (0, 0)  # run twice: nothing
+    assert applier.applied == ["evt_1"]
+    assert [(i, status, tries) for i, status, tries, _ in await statuses(db)] == [
+        ("evt_1", "done", 2),
+        ("evt_2", "dead", 2),
+    ]

@@ -1,0 +1,52 @@
+"""The service's scheduled jobs, each one declaration: its name, when it runs, and the call
+into `reconciler/` it makes. Thin on purpose: the work and its rules live in the core."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from reconciler.config import Settings
+from reconciler.inbox.worker import InboxWorker
+from reconciler.paths.platform_balance import BalanceRefresher
+from reconciler.paths.stale import StaleSweep
+from scheduler.jobs import Job, Tick
+
+PLATFORM_CURRENCY = "usd"
+
+
+def refresh_platform_balance(balances: BalanceRefresher) -> Tick:
+    async def run(now: datetime) -> str:
+        balance = await balances.refresh(PLATFORM_CURRENCY)
+        return f"{balance.currency}: available {balance.available}, pending {balance.pending}"
+
+    return run
+
+
+def retry_inbox(worker: InboxWorker) -> Tick:
+    async def run(now: datetime) -> str:
+        taken, applied = await worker.retry_due(now)
+        return f"{applied} of {taken} retries due applied"
+
+    return run
+
+
+def standard_jobs(
+    settings: Settings,
+    *,
+    balances: BalanceRefresher,
+    sweep: StaleSweep,
+    worker: InboxWorker | None,
+) -> list[Job]:
+    """The jobs of this instance. The inbox retries run only where events can be applied
+    (the inbox worker is on): an ingest-only instance never takes that job's lease."""
+    jobs = [
+        Job(
+            "platform_balance",
+            refresh_platform_balance(balances),
+            every=settings.platform_balance_seconds,
+        ),
+        Job("stale_sweep", sweep.run, every=settings.stale_sweep_seconds),
+    ]
+    if worker is not None:
+        jobs.append(Job("inbox_retries", retry_inbox(worker), every=settings.inbox_retry_seconds))
+    return jobs
