@@ -204,6 +204,15 @@ class Settings:
     events_catch_up_seconds: float = 300.0
     # The nightly full reconcile, a crontab line in UTC.
     reconcile_cron: str = "0 3 * * *"
+    # The events catch-up (`reconciler/inbox/catchup.py`): each run re-reads this many seconds
+    # before the newest event it saw (events of one second, or shown late, are not skipped)...
+    catchup_overlap_seconds: int = 300
+    # ...warns and reports once what it has not read yet is this close to Stripe's 30 days...
+    catchup_retention_margin_seconds: int = 3 * 86_400
+    # ...reads this far back the first time (a new deployment, or a newly linked account)...
+    catchup_first_lookback_seconds: int = 3 * 86_400
+    # ...and asks Stripe for this many events a page (1 to 100).
+    catchup_page_size: int = 100
 
     @property
     def uses_sandbox(self) -> bool:
@@ -310,6 +319,18 @@ class Settings:
                 "EVENTS_CATCH_UP_SECONDS", default.events_catch_up_seconds
             ),
             reconcile_cron=read.cron("RECONCILE_CRON", default.reconcile_cron),
+            catchup_overlap_seconds=read.integer(
+                "CATCHUP_OVERLAP_SECONDS", default.catchup_overlap_seconds, minimum=0
+            ),
+            catchup_retention_margin_seconds=read.integer(
+                "CATCHUP_RETENTION_MARGIN_SECONDS", default.catchup_retention_margin_seconds
+            ),
+            catchup_first_lookback_seconds=read.integer(
+                "CATCHUP_FIRST_LOOKBACK_SECONDS", default.catchup_first_lookback_seconds
+            ),
+            catchup_page_size=_page_size(
+                read.integer("CATCHUP_PAGE_SIZE", default.catchup_page_size, minimum=1)
+            ),
         )
         limit = settings.stripe_requests_per_second
         if limit and rate_burst >= limit:
@@ -318,3 +339,9 @@ class Settings:
                 f"got {rate_burst}"
             )
         return settings
+
+
+def _page_size(value: int) -> int:
+    if value > 100:
+        raise ConfigError(f"CATCHUP_PAGE_SIZE must be at most 100 (Stripe's limit), got {value}")
+    return value

@@ -26,6 +26,8 @@ from typing import Any, Final
 import stripe
 from stripe.params import (
     AccountCreateParams,
+    AccountListParams,
+    EventListParams,
     PaymentIntentCreateParams,
     RefundCreateParams,
     RefundListParams,
@@ -430,4 +432,84 @@ class StripeGateway:
                 },
                 options=options,
             ),
+        )
+
+    async def connected_accounts(self, *, created_gte: int) -> list[StripeObject]:
+        """The platform's connected accounts created since `created_gte` (a Unix time)."""
+
+        def page_after(cursor: str | None) -> Awaitable[stripe.StripeObject]:
+            params: AccountListParams = {"created": {"gte": created_gte}, "limit": 100}
+            if cursor:
+                params["starting_after"] = cursor
+            return self._client.v1.accounts.list_async(params=params)
+
+        return await self._list_all("accounts", page_after)
+
+    async def event_pages(
+        self,
+        *,
+        created_gte: int,
+        stripe_account: str | None,
+        page_size: int = 100,
+        older_than: str | None = None,
+    ) -> AsyncIterator[list[StripeObject]]:
+        """Every event created at or after `created_gte` (a Unix time), and listed after the
+        event `older_than` if given, a page at a time as Stripe lists them: newest first.
+        `stripe_account` None reads the platform's own events; an `acct_...` reads that
+        connected account's (Stripe lists them only under its `Stripe-Account` header).
+
+        Pages follow each other by `starting_after` the last (oldest) event read, an event id,
+        never a time: events of one second split by a page boundary are all read. Events made
+        while paging land in front of the first page, not among the pages still to come, so
+        nothing shifts; they are read by the next run, from its own overlap."""
+        cursor = older_than
+        while True:
+            page = await self._events_page(created_gte, stripe_account, page_size, after=cursor)
+            data: list[StripeObject] = page["data"]
+            if data:
+                yield data
+            if not page.get("has_more") or not data:
+                return
+            cursor = data[-1]["id"]
+
+    async def event_pages_after(
+        self, event_id: str, *, created_gte: int, stripe_account: str | None, page_size: int = 100
+    ) -> AsyncIterator[list[StripeObject]]:
+        """Every event listed after `event_id` (made later, or in its second and placed before
+        it), created at or after `created_gte`, a page at a time, oldest first: Stripe's
+        `ending_before` gives the page of events just newer than its cursor (newest first,
+        reversed here), and each next page is the one just newer than the newest read. Events
+        made while paging come in later pages, so a walk ends at the newest event listed.
+        A cursor event Stripe no longer lists (past its 30 days) is a `GatewayError` with
+        code `resource_missing`."""
+        cursor = event_id
+        while True:
+            page = await self._events_page(created_gte, stripe_account, page_size, before=cursor)
+            data: list[StripeObject] = page["data"]
+            if data:
+                yield list(reversed(data))
+            if not page.get("has_more") or not data:
+                return
+            cursor = data[0]["id"]
+
+    async def _events_page(
+        self,
+        created_gte: int,
+        stripe_account: str | None,
+        page_size: int,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> StripeObject:
+        params: EventListParams = {"created": {"gte": created_gte}, "limit": page_size}
+        if after:
+            params["starting_after"] = after
+        if before:
+            params["ending_before"] = before
+        options: stripe.RequestOptions = {}
+        if stripe_account is not None:
+            options["stripe_account"] = stripe_account
+        return await self._call(
+            "events",
+            functools.partial(self._client.v1.events.list_async, params=params, options=options),
         )

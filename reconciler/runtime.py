@@ -21,6 +21,7 @@ from reconciler.db.engine import Database
 from reconciler.db.schema import require_current_schema
 from reconciler.gateway import StripeGateway
 from reconciler.inbox.appliers import ApplierFactory, open_applier
+from reconciler.inbox.catchup import CatchUpPolicy, EventsCatchUp
 from reconciler.inbox.events import InboxPolicy
 from reconciler.inbox.worker import Applier, InboxWorker
 from reconciler.inbox.writer import InboxWriter
@@ -104,6 +105,8 @@ class Runtime:
     worker: InboxWorker | None
     # Always built (the API lists its jobs); started only with `scheduler_enabled`.
     scheduler: JobScheduler
+    # The events catch-up job: `await runtime.catch_up.run(now)`, on a schedule.
+    catch_up: EventsCatchUp
 
 
 @asynccontextmanager
@@ -149,11 +152,19 @@ async def open_runtime(
         background = settings.inbox_worker_enabled and settings.payout_executor_enabled
         if background:
             resources.push_async_callback(executor.stop)
+        catch_up = EventsCatchUp(
+            database,
+            gateway,
+            CatchUpPolicy.from_settings(settings),
+            livemode=settings.livemode,
+            wake=worker.wake if worker else None,
+        )
         scheduler = JobScheduler(
             database,
             standard_jobs(
                 settings,
                 balances=balances,
+                catch_up=catch_up,
                 sweep=StaleSweep(
                     context,
                     gateway,
@@ -201,4 +212,5 @@ async def open_runtime(
             inbox_writer=writer,
             worker=worker,
             scheduler=scheduler,
+            catch_up=catch_up,
         )

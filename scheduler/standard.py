@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from reconciler.config import Settings
+from reconciler.inbox.catchup import EventsCatchUp
 from reconciler.inbox.worker import InboxWorker
 from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.stale import StaleSweep
@@ -34,6 +35,7 @@ def standard_jobs(
     settings: Settings,
     *,
     balances: BalanceRefresher,
+    catch_up: EventsCatchUp,
     sweep: StaleSweep,
     worker: InboxWorker | None,
 ) -> list[Job]:
@@ -46,6 +48,8 @@ def standard_jobs(
             every=settings.platform_balance_seconds,
         ),
         Job("stale_sweep", sweep.run, every=settings.stale_sweep_seconds),
+        # Stores what it finds in the inbox, so an ingest-only instance may run it too.
+        Job("events_catch_up", catch_up.run, every=settings.events_catch_up_seconds),
     ]
     if worker is not None:
         jobs.append(Job("inbox_retries", retry_inbox(worker), every=settings.inbox_retry_seconds))

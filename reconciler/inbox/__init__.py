@@ -9,6 +9,8 @@ The modules, in the order a delivery meets them: `signature` and `envelope` (ver
 the body), `writer` and `group_commit` (submit it; its batch is committed with `inserts`),
 `events` (the rows' shapes, statuses and retry policy), `fresh` and `claims` (how the worker
 takes rows), `worker` and `appliers` (applying them), `queries` (what operators ask).
+`catchup` and `cursors` fill the same inbox from Stripe's `/v1/events`, for what webhooks
+missed.
 
 This package imports nothing of the ledger: what applies events is handed to the worker.
 """

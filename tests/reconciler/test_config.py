@@ -25,12 +25,14 @@ def test_values_are_typed_and_secrets_never_print() -> None:
             "PLATFORM_FEE_PERCENT": "2.5",
             "PLATFORM_FEE_FIXED": "30",
             "PORT": "9000",
+            "CATCHUP_OVERLAP_SECONDS": "60",
         },
         env_file=None,
     )
     assert [secret.reveal() for secret in settings.webhook_secrets] == ["whsec_old", "whsec_new"]
     assert settings.platform_fee_percent == Decimal("2.5")
     assert (settings.platform_fee_fixed, settings.port, settings.livemode) == (30, 9000, True)
+    assert settings.catchup_overlap_seconds == 60
     shown = repr(settings) + str(settings.stripe_api_key)
     assert "sk_live_abc123" not in shown
     assert "whsec_old" not in shown
@@ -55,6 +57,9 @@ def test_values_are_typed_and_secrets_never_print() -> None:
         ({"STRIPE_RATE_LIMIT": "-1"}, "STRIPE_RATE_LIMIT must be at least 0"),
         ({"STRIPE_RATE_BURST": "0"}, "STRIPE_RATE_BURST must be at least 1"),
         ({"STRIPE_RATE_BURST": "25"}, r"STRIPE_RATE_BURST must be below the rate limit \(25"),
+        ({"CATCHUP_PAGE_SIZE": "500"}, "CATCHUP_PAGE_SIZE must be at most 100"),
+        ({"CATCHUP_PAGE_SIZE": "0"}, "CATCHUP_PAGE_SIZE must be at least 1"),
+        ({"CATCHUP_OVERLAP_SECONDS": "-5"}, "CATCHUP_OVERLAP_SECONDS must be at least 0"),
     ],
 )
 def test_malformed_values_name_the_variable(environ: dict[str, str], message: str) -> None:

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from reconciler.config import ConfigError, Settings
+from reconciler.config import ConfigError, Secret, Settings
 from reconciler.db.engine import Database
 from reconciler.errors import SchemaNotCurrent
 from reconciler.gateway import call_priority
 from reconciler.inbox.appliers import noop_applier, open_applier
 from reconciler.inbox.events import InboxEvent, NewEvent
-from reconciler.inbox.worker import Applier
+from reconciler.inbox.worker import POLL_INTERVAL_SECONDS, Applier
 from reconciler.inbox.writer import WriterClosed
 from reconciler.ratelimit import ARRIVAL_JITTER, Priority
 from reconciler.runtime import open_runtime
+from tests.stripe_world import API_KEY, stripe_world
 
 EVENT = NewEvent("evt_1", "platform", "charge.succeeded", False, None, 1, "{}")
 closed: list[str] = []
@@ -115,3 +117,31 @@ async def test_open_applier_names_ledger_noop_or_a_factory() -> None:
                 open_applier(spec, database, settings, ledger=ledger)
     finally:
         await database.dispose()
+
+
+async def test_runtime_catch_up_stores_what_webhooks_missed_and_wakes_the_worker(
+    database_url: str,
+) -> None:
+    applied: list[str] = []
+    done = asyncio.Event()
+
+    async def applier(event: InboxEvent) -> None:
+        applied.append(event.event_type)
+        done.set()
+
+    async with stripe_world() as world:
+        await world.client.v1.payment_intents.create_async(
+            params={"amount": 1000, "currency": "usd", "payment_method_types": ["card"]}
+        )
+        settings = Settings(
+            database_url=database_url,
+            stripe_api_key=Secret(API_KEY),
+            stripe_api_base=world.url,
+            payout_executor_enabled=False,
+        )
+        async with open_runtime(settings, applier=applier) as runtime:
+            now = datetime.fromtimestamp(world.sandbox.sandbox.clock.now(), UTC)
+            assert await runtime.catch_up.run(now) == "platform: 1 new of 1 listed"
+            # Woken, not polled: well inside the worker's poll interval.
+            await asyncio.wait_for(done.wait(), POLL_INTERVAL_SECONDS / 2)
+    assert applied == ["payment_intent.created"]

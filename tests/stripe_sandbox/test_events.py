@@ -82,3 +82,59 @@ def test_a_cursor_need_not_match_the_filter(client: stripe.StripeClient) -> None
         params={"type": "charge.*", "starting_after": last_seen.id, "limit": 100}
     ).data
     assert [(e.type, e.data.object["amount"]) for e in older] == [("charge.succeeded", 1_000)]
+
+
+def _intent(client: stripe.StripeClient) -> str:
+    """One `payment_intent.created` event; its id."""
+    client.v1.payment_intents.create(params={"amount": 1_000, "currency": "usd"})
+    return client.v1.events.list(params={"limit": 1}).data[0].id
+
+
+def test_created_bounds_select_by_second(client: stripe.StripeClient, control: Control) -> None:
+    first = _intent(client)
+    control.advance(10)
+    second = _intent(client)
+    control.advance(10)
+    third = _intent(client)
+    at = client.v1.events.retrieve(second).created
+
+    def listed(**bounds: int) -> list[str]:
+        return [e.id for e in client.v1.events.list(params={"created": bounds}).data]  # type: ignore[typeddict-item]
+
+    assert listed(gte=at) == [third, second]
+    assert listed(gt=at) == [third]
+    assert listed(lte=at) == [second, first]
+    assert listed(lt=at) == [first]
+    assert listed(gte=at, lte=at) == [second]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.events.list(params={"created": {"gte": "soon"}})  # type: ignore[typeddict-item]
+    assert refused.value.http_status == 400
+
+
+def test_pages_of_one_second_follow_each_other_by_id(client: stripe.StripeClient) -> None:
+    """Five events of one second, two a page: `starting_after` goes on from the last one read,
+    `ending_before` back from the first, and no event is skipped or read twice."""
+    made = [_intent(client) for _ in range(5)]  # the frozen clock: all of one second
+    newest_first = list(reversed(made))
+    read: list[str] = []
+    params: dict[str, object] = {"limit": 2, "created": {"gte": START}}
+    while True:
+        page = client.v1.events.list(params=params)  # type: ignore[arg-type]
+        read += [e.id for e in page.data]
+        if not page.has_more:
+            break
+        params["starting_after"] = page.data[-1].id
+    assert read == newest_first
+    back = client.v1.events.list(params={"limit": 2, "ending_before": made[0]})
+    assert [e.id for e in back.data] == newest_first[2:4] and back.has_more
+
+
+def test_a_connected_accounts_events_are_listed_only_as_that_account(
+    client: stripe.StripeClient,
+) -> None:
+    account = client.v1.accounts.create(params={"type": "express", "country": "US"})
+    client.v1.accounts.update(account.id, params={"metadata": {"icpay_account_id": "7"}})
+    own = client.v1.events.list(params={"limit": 100}, options={"stripe_account": account.id})
+    assert own.data and {e.account for e in own.data} == {account.id}
+    platform = client.v1.events.list(params={"limit": 100}).data
+    assert all(getattr(e, "account", None) is None for e in platform)

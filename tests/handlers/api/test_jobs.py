@@ -22,7 +22,7 @@ def test_jobs_show_their_schedule_newest_run_and_next_run(api: Api) -> None:
         assert await api.runtime.scheduler.tick("platform_balance", now) is not None
         # A job this instance does not declare, run by another (and failed there).
         async with api.runtime.database.write() as conn:
-            run_id = await start_run(conn, "events_catch_up", "other-host:1:ab", now)
+            run_id = await start_run(conn, "older_job", "other-host:1:ab", now)
             await finish_run(
                 conn, run_id, outcome="failed", detail="GatewayError: down", now=now, ms=1500
             )
@@ -32,7 +32,7 @@ def test_jobs_show_their_schedule_newest_run_and_next_run(api: Api) -> None:
     assert status == 200, body
     jobs = {job["name"]: job for job in body["data"]}
     # This instance's inbox worker is off: it declares no inbox retries job.
-    assert list(jobs) == ["platform_balance", "stale_sweep", "events_catch_up"]
+    assert list(jobs) == ["platform_balance", "stale_sweep", "events_catch_up", "older_job"]
     balance = jobs["platform_balance"]
     assert balance["schedule"] == "every 300s"
     run = balance["last_run"]
@@ -44,8 +44,9 @@ def test_jobs_show_their_schedule_newest_run_and_next_run(api: Api) -> None:
     next_run = datetime.fromisoformat(balance["next_run_at"])
     assert now < next_run <= now + timedelta(seconds=301)
     assert jobs["stale_sweep"]["last_run"] is None
-    assert jobs["events_catch_up"]["schedule"] is None
-    assert jobs["events_catch_up"]["last_run"]["detail"] == "GatewayError: down"
+    assert jobs["events_catch_up"]["schedule"] == "every 300s"
+    assert jobs["older_job"]["schedule"] is None
+    assert jobs["older_job"]["last_run"]["detail"] == "GatewayError: down"
 
     status, refused = api.call("GET", "/jobs", api.token("merchant", account))
     assert (status, refused["error"]["code"]) == (403, "forbidden")
@@ -56,8 +57,8 @@ def test_jobs_show_their_schedule_newest_run_and_next_run(api: Api) -> None:
         for sample in family.samples
     }
     assert scraped[("reconciler_job_last_succeeded", (("job", "platform_balance"),))] == 1
-    assert scraped[("reconciler_job_last_succeeded", (("job", "events_catch_up"),))] == 0
-    assert scraped[("reconciler_job_last_duration_seconds", (("job", "events_catch_up"),))] == 1.5
+    assert scraped[("reconciler_job_last_succeeded", (("job", "older_job"),))] == 0
+    assert scraped[("reconciler_job_last_duration_seconds", (("job", "older_job"),))] == 1.5
     assert (
         scraped[("reconciler_job_last_started_timestamp_seconds", (("job", "platform_balance"),))]
         == now.timestamp()
