@@ -418,6 +418,47 @@ class StripeGateway:
 
         return await self._list_all("transfers", page_after)
 
+    async def list_page(
+        self,
+        resource: str,
+        *,
+        starting_after: str | None = None,
+        created_gte: int | None = None,
+        created_lt: int | None = None,
+        expand: tuple[str, ...] = (),
+        limit: int = 100,
+        **filters: str,
+    ) -> StripeObject:
+        """One page of a Stripe list (`payment_intents`, `charges`, `refunds`, `transfers`,
+        `accounts`, `balance_transactions`), newest first, after `starting_after`, created in
+        `[created_gte, created_lt)` (Unix times), with `expand` paths (`data.latest_charge`)
+        and the list's own filters (`destination=acct_...`). A reconcile run walks a list a
+        page at a time with this, so it holds one page, never the whole list."""
+        params: dict[str, Any] = {"limit": limit, **filters}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        created: dict[str, int] = {}
+        if created_gte is not None:
+            created["gte"] = created_gte
+        if created_lt is not None:
+            created["lt"] = created_lt
+        if created:
+            params["created"] = created
+        if expand:
+            params["expand"] = list(expand)
+        service = getattr(self._client.v1, resource)
+        return await self._call(resource, functools.partial(service.list_async, params=params))
+
+    async def retrieve(
+        self, resource: str, object_id: str, *, expand: tuple[str, ...] = ()
+    ) -> StripeObject:
+        """One object of a resource (`payment_intents`, `charges`, ...), with `expand` paths."""
+        service = getattr(self._client.v1, resource)
+        params: dict[str, Any] = {"expand": list(expand)} if expand else {}
+        return await self._call(
+            resource, functools.partial(service.retrieve_async, object_id, params=params)
+        )
+
     async def create_webhook_endpoint(self, url: str, *, connect: bool) -> StripeObject:
         """Register an endpoint for every event, pinned to the API version this code reads;
         the answer is the only time its secret shows."""
