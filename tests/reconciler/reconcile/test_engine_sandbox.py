@@ -12,11 +12,17 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from reconciler.db.tables import discrepancies, payments, reconcile_seen
+from reconciler.db.tables import discrepancies, job_runs, payments, reconcile_seen
 from reconciler.ledger.payments import create_payment
 from reconciler.ledger.session import ledger_session
 from reconciler.money import FeeSchedule
-from reconciler.reconcile.runs import ReconcileRun, queue_run
+from reconciler.reconcile.runs import (
+    ReconcileRun,
+    interrupt_abandoned,
+    list_runs,
+    queue_run,
+    take_run,
+)
 from reconciler.reconcile.scope import Scope
 from reconciler.types import utcnow
 from tests.handlers.api.conftest import Api
@@ -214,3 +220,44 @@ def test_a_ledger_row_whose_stripe_object_does_not_exist_is_missing_at_stripe(ap
     one = reconcile(api, dry_run=True, scope=Scope(object_id="pi_never_made"))
     assert (one.examined, one.found) == (0, 1)
     assert open_ones(api) == {("missing_at_stripe", "payment_intent", "pi_never_made")}
+
+
+def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(api: Api) -> None:
+    account, _ = onboarded(api)
+    pay(api, account, 2000)
+    sandbox_post(api, "balance/top_up", {"amount": 10000, "currency": "usd"})
+
+    async def interrupted() -> int:
+        async with api.runtime.database.write() as conn:
+            run_id = await queue_run(
+                conn, Scope(account_id=account), dry_run=True, started_by="ops", now=utcnow()
+            )
+            assert await take_run(conn, run_id, utcnow())
+            await interrupt_abandoned(conn, [run_id])
+        return run_id
+
+    left: int = api.run(interrupted)
+    [job] = [job for job in api.runtime.scheduler.jobs if job.name == "reconcile"]
+    assert job.schedule == "cron 0 3 * * * UTC"
+
+    async def tick() -> tuple[Any, list[ReconcileRun]]:
+        job_run = await api.runtime.scheduler.tick("reconcile", utcnow())
+        async with api.runtime.database.read() as conn:
+            outcome = (await conn.execute(select(job_runs).where(job_runs.c.id == job_run))).one()
+            runs, _ = await list_runs(conn, limit=10)
+        return outcome, runs
+
+    outcome, runs = api.run(tick)
+    assert outcome.outcome == "succeeded", outcome.detail
+    nightly, resumed = runs
+    # The merchant's payment intent and its connected account.
+    assert (resumed.id, resumed.status, resumed.examined) == (left, "succeeded", 2)
+    assert (nightly.started_by, nightly.dry_run, nightly.scope, nightly.status) == (
+        "scheduler",
+        False,
+        Scope(),
+        "succeeded",
+    )
+    assert outcome.detail == (
+        f"run {nightly.id}: {nightly.examined} examined, 0 found, 0 healed; resumed 1 interrupted"
+    )
