@@ -22,23 +22,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
-
 from reconciler.apply.context import ApplyContext, stripe_id
 from reconciler.apply.objects import apply_object
 from reconciler.db.engine import Database
-from reconciler.db.tables import discrepancies
 from reconciler.errors import ReconcilerError
 from reconciler.gateway import GatewayError, StripeGateway, StripeNotFound
 from reconciler.ledger.rows import LedgerRow, Payment, Payout, Refund
 from reconciler.reconcile import ledger_checks, ledger_rows
 from reconciler.reconcile.compare import Difference
-from reconciler.reconcile.discrepancies import (
-    CLEARED,
-    HEALED,
-    record_discrepancy,
-    resolve_discrepancy,
-)
+from reconciler.reconcile.findings import clear_unseen, record_findings
 from reconciler.reconcile.progress import ProgressUpdate, RunProgress
 from reconciler.reconcile.runs import (
     FAILED,
@@ -53,25 +45,16 @@ from reconciler.reconcile.runs import (
     take_run,
 )
 from reconciler.reconcile.scope import Scope
-from reconciler.reconcile.stripe_lists import BY_OBJECT_TYPE, PAYMENT_INTENTS, STRIPE_LISTS
+from reconciler.reconcile.stripe_lists import (
+    BY_OBJECT_TYPE,
+    PAYMENT_INTENTS,
+    STRIPE_LISTS,
+    StripeList,
+)
 from reconciler.types import Clock, StripeObject, utcnow
 
 log = logging.getLogger(__name__)
 
-# The kinds a run looks for, so the kinds it may clear when it no longer sees them.
-RUN_KINDS = (
-    "missing_in_ledger",
-    "missing_at_stripe",
-    "status_mismatch",
-    "amount_mismatch",
-    "fee_mismatch",
-    "unattributed_object",
-    "negative_merchant_balance",
-    "merchant_balances_exceed_platform",
-    "payout_stuck_pending",
-    "refund_stuck_pending",
-    "journal_invariant_broken",
-)
 MISSING_PHASES = tuple(f"missing:{noun}" for *_, noun in ledger_checks.MISSING_CHECKS)
 CHECKS_PHASE = "checks"
 
@@ -121,7 +104,7 @@ class Reconciler:
         self._stale_after = stale_after
         self._clock = clock
         self._page_size = page_size
-        self._tasks: set[asyncio.Task[ReconcileRun]] = set()
+        self._tasks: set[asyncio.Task[ReconcileRun | None]] = set()
 
     # -- the contract ------------------------------------------------------------------
 
@@ -181,12 +164,12 @@ class Reconciler:
             + resumed
         )
 
-    async def _run_logged(self, run_id: int) -> ReconcileRun:
+    async def _run_logged(self, run_id: int) -> ReconcileRun | None:
         try:
             return await self.run(run_id)
-        except RunNotStartable as error:
+        except RunNotStartable as error:  # another engine took it first: nothing to do
             log.warning("%s", error)
-            raise
+            return None
 
     # -- a run -------------------------------------------------------------------------
 
@@ -218,8 +201,10 @@ class Reconciler:
                 await self._walk(work, STRIPE_LISTS[number], after)
         await self._clear(work)
 
-    async def _walk(self, work: _Pass, stripe_list: Any, after: str | None) -> None:
-        """Every page of one Stripe list, from after `after`."""
+    async def _walk(self, work: _Pass, stripe_list: StripeList, after: str | None) -> None:
+        """Every page of one Stripe list, from after `after`. The next page is asked for as
+        soon as this one arrives, so Stripe's answer and the comparing overlap (two pages
+        held at most)."""
         filters = await self._filters(work, stripe_list.resource)
         if filters is None:
             return
@@ -227,23 +212,37 @@ class Reconciler:
         if stripe_list.resource == "accounts" and scope.account_id is not None:
             await self._merchant_account(work)
             return
-        while True:
-            page = await self._gateway.list_page(
-                stripe_list.resource,
-                starting_after=after,
-                created_gte=_unix(scope.since),
-                created_lt=_unix(scope.until),
-                expand=stripe_list.expand,
-                limit=self._page_size,
-                **filters,
+
+        def fetch(cursor: str | None) -> asyncio.Future[StripeObject]:
+            return asyncio.ensure_future(
+                self._gateway.list_page(
+                    stripe_list.resource,
+                    starting_after=cursor,
+                    created_gte=_unix(scope.since),
+                    created_lt=_unix(scope.until),
+                    expand=stripe_list.expand,
+                    limit=self._page_size,
+                    **filters,
+                )
             )
-            items: list[StripeObject] = page["data"]
-            more = bool(page.get("has_more")) and bool(items)
-            after = items[-1]["id"] if items else after
-            resume = {"phase": stripe_list.phase, "after": after} if more else None
-            await self._page(work, stripe_list, items, resume)
-            if not more:
-                return
+
+        pending = fetch(after)
+        try:
+            while True:
+                page = await pending
+                items: list[StripeObject] = page["data"]
+                more = bool(page.get("has_more")) and bool(items)
+                after = items[-1]["id"] if items else after
+                if more:
+                    pending = fetch(after)
+                resume = {"phase": stripe_list.phase, "after": after} if more else None
+                await self._page(work, stripe_list, items, resume)
+                if not more:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
     async def _filters(self, work: _Pass, resource: str) -> dict[str, str] | None:
         """A merchant's transfers are listed by their destination (None: it has none)."""
@@ -265,7 +264,7 @@ class Reconciler:
     async def _page(
         self,
         work: _Pass,
-        stripe_list: Any,
+        stripe_list: StripeList,
         items: list[StripeObject],
         resume: dict[str, Any] | None,
     ) -> None:
@@ -291,7 +290,11 @@ class Reconciler:
         await self._commit(work, stripe_list.phase, found, healed, seen, resume)
 
     async def _heal(
-        self, work: _Pass, stripe_list: Any, obj: StripeObject, differences: list[Difference]
+        self,
+        work: _Pass,
+        stripe_list: StripeList,
+        obj: StripeObject,
+        differences: list[Difference],
     ) -> list[Difference]:
         """Apply Stripe's snapshot through the one way in, then compare again: what still
         differs stays open (a heal that failed says why)."""
@@ -314,32 +317,7 @@ class Reconciler:
     ) -> None:
         run_id, now = work.run.id, self._clock()
         async with self._db.write() as conn:
-            for difference in found:
-                await record_discrepancy(
-                    conn,
-                    kind=difference.kind,
-                    object_type=difference.object_type,
-                    object_id=difference.object_id,
-                    detail=difference.detail,
-                    detected_by=work.context.detected_by,
-                    now=now,
-                    merchant_id=difference.merchant_id,
-                    ledger_value=difference.ledger_value,
-                    stripe_value=difference.stripe_value,
-                    run_id=run_id,
-                )
-            for difference in healed:
-                await resolve_discrepancy(
-                    conn,
-                    kind=difference.kind,
-                    object_type=difference.object_type,
-                    object_id=difference.object_id,
-                    resolution=f"healed by reconcile run {run_id}: Stripe's state applied",
-                    resolved_by=f"reconcile:{run_id}",
-                    now=now,
-                    how=HEALED,
-                    run_id=run_id,
-                )
+            await record_findings(conn, run_id, found=found, healed=healed, now=now)
             await ledger_checks.remember_seen(conn, run_id, seen)
             work.found += len(found)
             work.healed += len(healed)
@@ -445,34 +423,9 @@ class Reconciler:
         return Scope(object_id=object_id).object_type
 
     async def _clear(self, work: _Pass) -> None:
-        """Discrepancies earlier runs found, in this run's scope, that it did not see."""
-        scope = work.scope
-        if scope.since is not None or scope.until is not None:
-            return
-        conditions = [
-            discrepancies.c.status == "open",
-            discrepancies.c.kind.in_(RUN_KINDS),
-            discrepancies.c.last_run_id.is_not(None),
-            discrepancies.c.last_run_id != work.run.id,
-        ]
-        if scope.account_id is not None:
-            conditions.append(discrepancies.c.merchant_id == scope.account_id)
-        if scope.object_id is not None:
-            conditions.append(discrepancies.c.object_id.in_(sorted(work.touched)))
-        now = self._clock()
         async with self._db.write() as conn:
-            await conn.execute(
-                update(discrepancies)
-                .where(*conditions)
-                .values(
-                    status="resolved",
-                    resolution=f"cleared by reconcile run {work.run.id}: no longer seen",
-                    resolved_by=f"reconcile:{work.run.id}",
-                    resolved_at=now,
-                    updated_at=now,
-                    resolved_how=CLEARED,
-                    resolved_run_id=work.run.id,
-                )
+            await clear_unseen(
+                conn, work.run.id, work.scope, touched=work.touched, now=self._clock()
             )
 
     async def _finish(

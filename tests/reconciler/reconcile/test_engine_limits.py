@@ -168,3 +168,27 @@ async def test_injected_429s_are_waited_out_not_hammered(db: Database, world: St
     # While Stripe said to wait, nothing else was sent either.
     after_first = [e for e in logged if times[0] < e["at"] < times[-1] and e not in refunds]
     assert after_first == []
+
+
+async def test_runs_started_in_the_background_end_interrupted_when_the_engine_closes(
+    db: Database, world: StripeWorld
+) -> None:
+    merchant_id = await merchant(db)
+    await intents(world, merchant_id, 9)
+    gateway = StripeGateway(
+        Secret(API_KEY), world.url, limiter=TokenBucket(rate=5, burst=1)
+    )  # slow enough to be caught halfway
+    reconciler = engine(db, gateway, page_size=2)
+    try:
+        run_id = await queued(db)
+        reconciler.start(run_id)
+        await asyncio.sleep(0.7)
+        await reconciler.aclose()
+        async with db.read() as conn:
+            stopped = await get_run(conn, run_id)
+        assert stopped is not None and stopped.status == "interrupted"
+        assert stopped.resume_from is not None and 0 < stopped.examined < 9
+        finished = await reconciler.run(run_id)
+    finally:
+        await gateway.aclose()
+    assert (finished.status, finished.examined, finished.found) == ("succeeded", 9, 9)
