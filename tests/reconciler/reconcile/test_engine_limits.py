@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from reconciler.reconcile.scope import Scope
 from reconciler.runtime import paths_context
 from reconciler.types import utcnow
 from tests.reconciler.test_gateway_rate_limit import arrivals, busiest_second
-from tests.stripe_world import API_KEY, StripeWorld, stripe_world
+from tests.stripe_world import API_KEY, START, StripeWorld, stripe_world
 
 
 @pytest.fixture
@@ -192,3 +192,32 @@ async def test_runs_started_in_the_background_end_interrupted_when_the_engine_cl
     finally:
         await gateway.aclose()
     assert (finished.status, finished.examined, finished.found) == ("succeeded", 9, 9)
+
+
+async def test_a_window_lists_only_what_stripe_made_in_it_and_a_merchant_only_its_own(
+    db: Database, world: StripeWorld
+) -> None:
+    acme, other = await merchant(db), await merchant(db)
+    await intents(world, acme, 3)
+    await intents(world, other, 2)
+    reconciler = engine(db, world.gateway, page_size=100)
+
+    async def run(scope: Scope) -> ReconcileRun:
+        async with db.write() as conn:
+            run_id = await queue_run(conn, scope, dry_run=True, started_by="test", now=utcnow())
+        return await reconciler.run(run_id)
+
+    made = datetime.fromtimestamp(START, UTC)  # the sandbox's clock stands still there
+    before = await run(Scope(since=made - timedelta(hours=1), until=made))
+    assert (before.status, before.examined, before.found) == ("succeeded", 0, 0)
+    during = await run(Scope(since=made, until=made + timedelta(seconds=1)))
+    assert (during.examined, during.found) == (5, 5)
+    own = await run(Scope(account_id=acme))
+    assert (own.examined, own.found) == (3, 3)
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(discrepancies.c.merchant_id, discrepancies.c.last_run_id).where(
+                discrepancies.c.status == "open"
+            )
+        )
+        assert sorted(rows) == [(acme, own.id)] * 3 + [(other, during.id)] * 2
