@@ -223,7 +223,10 @@ def test_a_ledger_row_whose_stripe_object_does_not_exist_is_missing_at_stripe(ap
     assert open_ones(api) == {("missing_at_stripe", "payment_intent", "pi_never_made")}
 
 
-def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(api: Api) -> None:
+def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(
+    worker_api: Api,
+) -> None:
+    api = worker_api
     account, _ = onboarded(api)
     pay(api, account, 2000)
     sandbox_post(api, "balance/top_up", {"amount": 10000, "currency": "usd"})
