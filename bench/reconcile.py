@@ -181,6 +181,11 @@ async def measure(size: int, url: str, database_url: str) -> Figures:
             await control.delete("/_sandbox/requests")
             seconds, examined, found = await one_run(reconciler, db)
             calls = len((await control.get("/_sandbox/requests")).json()["data"])
+        print(
+            f"{size:>7} objects: timed run {examined / seconds:.0f} objects/s, "
+            f"{calls} Stripe calls; measuring its memory...",
+            flush=True,
+        )
         tracemalloc.start()
         try:
             await one_run(reconciler, db)
