@@ -6,6 +6,12 @@ platform's available Stripe balance (freshly read, less what ICPay has accepted 
 not yet been seen to spend) covers it, and the merchant's internal balance covers it. The
 merchant is locked for its balance; the platform's money is one lock for everyone, so two
 merchants cannot both spend its last dollar.
+
+Since those locks serialise every accept anyway, concurrent requests are decided together
+(`paths._batched`: group commit): one transaction locks their merchants and the platform's
+money once, reads each balance once, then checks and books the requests one after another,
+each against what the ones before it left, and commits them all. A request refused for its
+own reason gets that reason; the others are accepted.
 """
 
 from __future__ import annotations
