@@ -3,28 +3,37 @@ sandbox's own bare `POST /v1/transfers` at the same concurrency, in the same run
 
     python -m bench.payouts [--requests 100,400,800] [--clients 1,10,100] [--merchants 10]
                             [--database sqlite|postgresql] [--postgres-url URL]
+                            [--before CHECKOUT]
+
+`--before` also runs `reconciler serve` from another checkout of the project (say `git
+worktree add /tmp/before main`) on each database, in the same run, and prints this
+checkout's figures against it: before and after measured minutes apart on the same load.
 
 The sandbox (our local Stripe, `bench._sandbox`: the sandbox app with a request counter
 around it) and `reconciler serve` run in subprocesses on loopback, one service per database,
-all up at once. With two cores or more the service processes are pinned to core 0, the
-sandbox and this process (the load) to core 1; PostgreSQL's own processes are left where the
-system puts them. Each merchant is onboarded through the API and Stripe's hosted page (walked
-over HTTP), and funded with one large `pm_card_bypassPending` payment applied to the ledger
-as the webhook would, so no payout is refused for balance.
+all up at once, with the Stripe rate limiter off (`STRIPE_RATE_LIMIT=0`: test mode's 25
+requests a second would be all it measured). With two cores or more the service processes
+are pinned to core 0, the sandbox and this process (the load) to core 1; PostgreSQL's own
+processes are left where the system puts them. Each merchant is onboarded through the API
+and Stripe's hosted page (walked over HTTP), and funded with one large
+`pm_card_bypassPending` payment applied to the ledger as the webhook would, so no payout is
+refused for balance.
 
 The load is a small asyncio HTTP/1.1 client (as `bench._load`, keeping the answers): one
-keep-alive connection per client, opened by an untimed warm-up request each, every request
-prepared beforehand; every payout with its own Idempotency-Key, amount 100, round-robin over
-the merchants. Not httpx: its pool held the bare sandbox to 135 transfers/s at 100
-connections (p99 4.8 s) where this client reached 485/s (p99 0.24 s) on the same machine, so
-the baseline would have measured httpx. Per concurrency: the bare transfer creates first, then
-each service, so each ratio compares runs made seconds apart. Prints payouts/s, p50, p99, the
-Stripe balance reads (`GET /v1/balance` seen at the sandbox) per payout, the service's CPU
-time per payout (from /proc), the bare rate and the ratio service/bare; then checks that
-every payout answered 201 `completed`, that the ledger holds them all completed, and that the
-sandbox holds exactly one transfer for each (by metadata), no more. Goal: p99 under 50 ms at
-100 concurrent clients on both databases, and balance reads far below one per payout (the
-refresh is shared by the requests waiting).
+untimed warm-up request per client, then one keep-alive connection per client opened right
+before the timed part with a cheap request (a connection left idle while the slowest
+warm-ups finished could pass uvicorn's 5 s keep-alive timeout and be closed under the load),
+every request prepared beforehand; every payout with its own Idempotency-Key, amount 100,
+round-robin over the merchants. Not httpx: its pool held the bare sandbox to 135 transfers/s
+at 100 connections (p99 4.8 s) where this client reached 485/s (p99 0.24 s) on the same
+machine, so the baseline would have measured httpx. Per concurrency: the bare transfer
+creates first, then each service, so each ratio compares runs made seconds apart. Prints
+payouts/s, p50, p99, the Stripe balance reads (`GET /v1/balance` seen at the sandbox) per
+payout, the service's CPU time per payout (from /proc), the bare rate and the ratio
+service/bare; then checks that every payout answered 201 `completed`, that the ledger holds
+them all completed, and that the sandbox holds exactly one transfer for each (by metadata),
+no more. Goal: p99 under 50 ms at 100 concurrent clients on both databases, and balance
+reads far below one per payout (the refresh is shared by the requests waiting).
 
 PostgreSQL: a throwaway database made on TEST_POSTGRES_URL (default the local server),
 dropped afterwards; skipped, saying so, if the server cannot be reached.
