@@ -53,6 +53,7 @@ class Batched(Generic[Item, Result]):
         self._decide = decide
         self._max_batch = max_batch
         self._queue: list[_Waiting[Item, Result]] = []
+        self._in_hand: list[_Waiting[Item, Result]] = []  # the batch being decided
         self._leader: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed (for tests and benchmarks)
 
@@ -67,27 +68,39 @@ class Batched(Generic[Item, Result]):
         return await waiting.answer
 
     async def _lead(self) -> None:
-        while self._queue:
-            batch: list[_Waiting[Item, Result]] = []
-            try:
-                async with ledger_session(self._database) as tx:
-                    # Taken once the transaction holds the write turn: everything that came
-                    # while the last batch was committing joins this one.
-                    batch, self._queue = (
-                        self._queue[: self._max_batch],
-                        self._queue[self._max_batch :],
-                    )
-                    outcomes = await self._decide(tx, [waiting.item for waiting in batch])
-            except Exception as error:  # nothing of the batch was committed
-                if len(batch) > 1:
-                    await self._one_by_one(batch)
-                else:
-                    for waiting in batch:
-                        _answer(waiting, error)
-                continue
-            self.batches += 1
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                _answer(waiting, outcome)
+        try:
+            while self._queue:
+                await self._next_batch()
+        except BaseException:
+            # Cancelled (the loop is closing): no caller is left waiting for an answer.
+            for waiting in [*self._in_hand, *self._queue]:
+                waiting.answer.cancel()
+            self._in_hand, self._queue = [], []
+            raise
+
+    async def _next_batch(self) -> None:
+        self._in_hand = []
+        try:
+            async with ledger_session(self._database) as tx:
+                # Taken once the transaction holds the write turn: everything that came while
+                # the last batch was committing joins this one.
+                batch = self._take()
+                outcomes = await self._decide(tx, [waiting.item for waiting in batch])
+        except Exception as error:  # nothing of the batch was committed
+            batch = self._in_hand or self._take()  # (the transaction may not have begun)
+            if len(batch) > 1:
+                await self._one_by_one(batch)
+            else:
+                _answer(batch[0], error)
+            return
+        self.batches += 1
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            _answer(waiting, outcome)
+
+    def _take(self) -> list[_Waiting[Item, Result]]:
+        self._in_hand = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        return self._in_hand
 
     async def _one_by_one(self, batch: list[_Waiting[Item, Result]]) -> None:
         for waiting in batch:

@@ -95,3 +95,18 @@ async def test_a_caller_giving_up_leaves_the_others_answered(db: Database, now: 
         await impatient
     # What was asked is decided all the same, as a transaction of its own would be once sent.
     assert await stored_names(db) == ["gone", "here"]
+
+
+async def test_a_database_out_of_reach_fails_each_caller_rather_than_hanging(now: datetime) -> None:
+    unreachable = Database("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere")
+    decide = Decider(now)
+    batched: Batched[str, int] = Batched(unreachable, decide)
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(batched.submit(name) for name in ["a", "b"]), return_exceptions=True),
+            30,
+        )
+    finally:
+        await unreachable.dispose()
+    assert all(isinstance(outcome, OSError) for outcome in outcomes), outcomes
+    assert decide.batches == [] and batched.batches == 0
