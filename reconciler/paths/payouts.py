@@ -146,7 +146,10 @@ class PayoutRequests:
         """Every request of the batch, in order, each against what the ones before it left:
         the merchants' balances and the platform's are read once, then spent in memory."""
         merchant_ids = sorted({asked.merchant_id for asked in batch})
-        await tx.lock_merchants(merchant_ids)  # PostgreSQL; SQLite holds the write lock
+        # Merchants (in id order), then the platform's money: the order every path takes
+        # them in, so batches and single writers cannot deadlock (PostgreSQL; SQLite's
+        # transaction holds the one write lock already).
+        await tx.lock_merchants(merchant_ids)
         await tx.load(Merchant, "id", merchant_ids)
         earlier = await _made_before(tx, [a.request for a in batch if a.request is not None])
         await lock_platform_spending(tx)
