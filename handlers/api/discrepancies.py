@@ -4,7 +4,7 @@ by hand what only a person can (with a note saying what was done)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field, field_validator
 
@@ -83,7 +83,7 @@ class DiscrepancyAnswer(Answer):
 
 class DiscrepancyQuery(PageQuery):
     status: Literal["open", "resolved"] | None = None
-    kind: str | None = Field(None, json_schema_extra={"enum": list(KINDS)})
+    kind: Annotated[str, Field(json_schema_extra={"enum": list(KINDS)})] | None = None
     account_id: Id | None = Field(None, description="one merchant's")
 
     @field_validator("kind")
