@@ -28,6 +28,7 @@ from reconciler.reconcile.runs import (
     save_progress,
     take_run,
 )
+from reconciler.runtime import Runtime
 from reconciler.types import utcnow
 
 
@@ -43,7 +44,8 @@ class Planted:
 
 @dataclass
 class FakeReconciler:
-    database: Database
+    # The runtime's, given by `install` unless given here.
+    database: Database | None = None
     phases: Sequence[str] = ("payment_intents", "transfers")
     examined_per_phase: int = 3
     healed: int = 0
@@ -62,6 +64,7 @@ class FakeReconciler:
         self.ran.append(run_id)
         if self.raises is not None:
             raise self.raises
+        assert self.database is not None, "install() the fake in a runtime first"
         async with self.database.write() as conn:
             assert await take_run(conn, run_id, utcnow()), f"run {run_id} is not startable"
         examined = 0
@@ -121,8 +124,10 @@ async def _record(conn: Any, run_id: int, planted: Planted) -> None:
     )
 
 
-def install(runtime: object, fake: FakeReconciler) -> FakeReconciler:
-    """Put the fake where the engine goes (`runtime.reconciler`). The runtime is a frozen
-    dataclass, hence `object.__setattr__`."""
+def install(runtime: Runtime, fake: FakeReconciler) -> FakeReconciler:
+    """Put the fake where the engine goes (`runtime.reconciler`), on the runtime's database.
+    The runtime is a frozen dataclass, hence `object.__setattr__`."""
+    if fake.database is None:
+        fake.database = runtime.database
     object.__setattr__(runtime, "reconciler", fake)
     return fake

@@ -12,18 +12,17 @@ from datetime import datetime
 from typing import Literal, cast
 
 from pydantic import Field
-from sqlalchemy import select
 
 from handlers.api.endpoints import STAFF, Call, Endpoint
 from handlers.api.errors import ApiError
 from handlers.api.idempotency import optional_token_key
 from handlers.api.models import Answer, Body, Id, Page, PageQuery
-from reconciler.db.tables import merchants
 from reconciler.errors import NotFound
 from reconciler.reconcile.contract import reconciler_of
 from reconciler.reconcile.review import summarise_run
 from reconciler.reconcile.runs import (
     ReconcileRun,
+    check_scope,
     get_run,
     list_runs,
     queue_requested_run,
@@ -136,14 +135,10 @@ async def create_run(call: Call) -> tuple[int, RunQueued]:
     request = optional_token_key(call, body.model_dump_json())
     now = utcnow()
     async with call.runtime.database.write() as conn:
-        if scope.account_id is not None:
-            known = await conn.execute(
-                select(merchants.c.id).where(merchants.c.id == scope.account_id)
-            )
-            if known.first() is None:
-                raise ApiError(
-                    "not_found", f"no account {scope.account_id}", param="scope.account_id"
-                )
+        try:
+            await check_scope(conn, scope)
+        except NotFound as error:
+            raise ApiError("not_found", str(error), param="scope.account_id") from None
         started_by = call.principal.label
         if request is None:
             run_id = await queue_run(

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from reconciler.db.dialect import insert_for
-from reconciler.db.tables import reconcile_runs
-from reconciler.errors import IdempotencyConflict
+from reconciler.db.tables import merchants, reconcile_runs
+from reconciler.errors import IdempotencyConflict, NotFound
 from reconciler.ledger.requests import RequestKey
 from reconciler.reconcile.scope import Scope
 from reconciler.types import Queryable
@@ -55,6 +55,16 @@ class ReconcileRun:
     @property
     def finished(self) -> bool:
         return self.status in (SUCCEEDED, FAILED)
+
+
+async def check_scope(conn: Queryable, scope: Scope) -> None:
+    """`NotFound` when the scope names a merchant there is none of: a run of nothing is a
+    mistake to say at once, not an empty success later."""
+    if scope.account_id is None:
+        return
+    known = await conn.execute(select(merchants.c.id).where(merchants.c.id == scope.account_id))
+    if known.first() is None:
+        raise NotFound(f"no account {scope.account_id}")
 
 
 def _queued(scope: Scope, *, dry_run: bool, started_by: str, now: datetime) -> dict[str, Any]:

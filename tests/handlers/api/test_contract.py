@@ -79,8 +79,7 @@ def caller(database_url: str) -> Iterator[Caller]:
         app = create_app(settings)
         server.start(app)
         # POST /reconcile starts runs on the TEST FAKE engine (it only records them).
-        runtime = app_runtime(app)
-        install(runtime, FakeReconciler(runtime.database))
+        install(app_runtime(app), FakeReconciler())
         try:
             yield Caller(server.url, token)
         finally:

@@ -27,7 +27,7 @@ ROUTES: list[tuple[str, str, Any]] = [
 def test_only_staff_may_call_the_operator_routes(
     api: Api, method: str, path: str, body: Any
 ) -> None:
-    engine = install(api.runtime, FakeReconciler(api.runtime.database))
+    engine = install(api.runtime, FakeReconciler())
     merchant = api.token("merchant", api.account(api.token("admin")))
     status, refused = api.call(method, path, merchant, body)
     assert (status, refused["error"]["code"]) == (403, "forbidden")

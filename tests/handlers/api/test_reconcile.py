@@ -14,7 +14,7 @@ from tests.handlers.api.conftest import Api
 
 @pytest.fixture
 def engine(api: Api) -> FakeReconciler:
-    return install(api.runtime, FakeReconciler(api.runtime.database))
+    return install(api.runtime, FakeReconciler())
 
 
 def reconcile(
