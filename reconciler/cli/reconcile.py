@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -147,8 +148,26 @@ def _progress(err: TextIO) -> Iterator[RunProgress]:
             found=update.found,
         )
 
-    with bar:
+    with bar, _logs_above_the_bar(err):
         yield show
+
+
+@contextmanager
+def _logs_above_the_bar(err: TextIO) -> Iterator[None]:
+    """Log lines written while the bar is drawn (a Stripe retry, say) go above it, through
+    the stand-in for stderr the bar puts in place, instead of through the bar."""
+    moved = [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream is err
+    ]
+    for handler in moved:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for handler in moved:
+            handler.setStream(err)
 
 
 class _Lines:

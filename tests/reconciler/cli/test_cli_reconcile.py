@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -206,10 +207,19 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_on_a_terminal_progress_is_a_live_bar() -> None:
+def test_on_a_terminal_progress_is_a_live_bar_with_logs_above_it() -> None:
     err = Terminal()
-    with reconcile_cli._progress(err) as progress:
-        progress(ProgressUpdate("transfers", 1234, 5, 6))
+    handler = logging.StreamHandler(err)
+    logging.getLogger().addHandler(handler)
+    try:
+        with reconcile_cli._progress(err) as progress:
+            progress(ProgressUpdate("transfers", 1234, 5, 6))
+            assert handler.stream is not err  # through the bar's stand-in for stderr
+            logging.getLogger("reconciler.gateway").warning("stripe retry 1")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert handler.stream is err
     shown = err.getvalue()
     assert "\x1b[" in shown  # drawn, not printed line by line
     assert "transfers" in shown and "examined 1,234  healed 5  found 6" in shown
+    assert "stripe retry 1\n" in shown
