@@ -382,10 +382,15 @@ reconcile_runs = Table(
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
     Column("duration_ms", Integer),
+    # The API request that queued it (caller, Idempotency-Key, digest): a retry queues no other.
+    Column("request_scope", String(64)),
+    Column("request_key", String(255)),
+    Column("request_digest", String(64)),
     CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')", "status_known"
     ),
     Index("ix_reconcile_runs_status", "status"),
+    Index("uq_reconcile_runs_request", "request_scope", "request_key", unique=True),
 )
 
 # The Stripe ids a reconcile run has seen so far (deleted when it ends): what the ledger holds
