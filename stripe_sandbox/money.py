@@ -108,6 +108,7 @@ def add_transaction(
         "type": type_,
     }
     sb.store.add(txn)
+    _bucket(sb, currency)[txn["status"]] += txn["net"]
     if txn["status"] == "pending":
         sb.pending_transactions.append(txn["id"])
     elif txn["net"] > 0:
@@ -116,12 +117,17 @@ def add_transaction(
 
 
 def totals(sb: Sandbox) -> dict[str, dict[str, int]]:
-    """Per currency: available and pending sums of `net`."""
+    """Per currency: available and pending sums of `net`. Kept as transactions are added
+    and settle, not summed over them: every transfer and refund asks, and a sandbox seeded
+    with 100k payments would spend most of each call summing."""
     result: dict[str, dict[str, int]] = {"usd": {"available": 0, "pending": 0}}
-    for txn in sb.store.newest_first("balance_transaction"):
-        bucket = result.setdefault(txn["currency"], {"available": 0, "pending": 0})
-        bucket[txn["status"]] += txn["net"]
+    for currency, bucket in sb.private.balance_totals.items():
+        result[currency] = dict(bucket)
     return result
+
+
+def _bucket(sb: Sandbox, currency: str) -> dict[str, int]:
+    return sb.private.balance_totals.setdefault(currency, {"available": 0, "pending": 0})
 
 
 def available(sb: Sandbox, currency: str) -> int:
@@ -164,6 +170,9 @@ def settle(sb: Sandbox) -> bool:
         txn = sb.store.get("balance_transaction", txn_id)
         if txn["available_on"] <= now:
             txn["status"] = "available"
+            bucket = _bucket(sb, txn["currency"])
+            bucket["pending"] -= txn["net"]
+            bucket["available"] += txn["net"]
             moved = True
         else:
             still.append(txn_id)

@@ -64,6 +64,8 @@ class Private:
     capability_status: dict[str, dict[str, str]] = field(default_factory=dict)
     payouts_paused: set[str] = field(default_factory=set)
     revoked_accounts: dict[str, str] = field(default_factory=dict)
+    # Per currency, the `net` of balance transactions by status (see money.totals).
+    balance_totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Sandbox:
