@@ -10,6 +10,7 @@ from reconciler.inbox.catchup import EventsCatchUp
 from reconciler.inbox.worker import InboxWorker
 from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.stale import StaleSweep
+from reconciler.reconcile.engine import Reconciler
 from scheduler.jobs import Job, Tick
 
 PLATFORM_CURRENCY = "usd"
@@ -38,6 +39,7 @@ def standard_jobs(
     catch_up: EventsCatchUp,
     sweep: StaleSweep,
     worker: InboxWorker | None,
+    reconciler: Reconciler,
 ) -> list[Job]:
     """The jobs of this instance. The inbox retries run only where events can be applied
     (the inbox worker is on): an ingest-only instance never takes that job's lease."""
@@ -50,6 +52,8 @@ def standard_jobs(
         Job("stale_sweep", sweep.run, every=settings.stale_sweep_seconds),
         # Stores what it finds in the inbox, so an ingest-only instance may run it too.
         Job("events_catch_up", catch_up.run, every=settings.events_catch_up_seconds),
+        # Resumes interrupted runs, then reconciles everything (heal), started by "scheduler".
+        Job("reconcile", reconciler.scheduled, cron=settings.reconcile_cron),
     ]
     if worker is not None:
         jobs.append(Job("inbox_retries", retry_inbox(worker), every=settings.inbox_retry_seconds))

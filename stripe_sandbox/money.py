@@ -108,7 +108,7 @@ def add_transaction(
         "type": type_,
     }
     sb.store.add(txn)
-    _bucket(sb, currency)[txn["status"]] += txn["net"]
+    _bucket(sb, txn["currency"])[txn["status"]] += txn["net"]
     if txn["status"] == "pending":
         sb.pending_transactions.append(txn["id"])
     elif txn["net"] > 0:
@@ -117,13 +117,9 @@ def add_transaction(
 
 
 def totals(sb: Sandbox) -> dict[str, dict[str, int]]:
-    """Per currency: available and pending sums of `net`. Kept as transactions are added
-    and settle, not summed over them: every transfer and refund asks, and a sandbox seeded
-    with 100k payments would spend most of each call summing."""
-    result: dict[str, dict[str, int]] = {"usd": {"available": 0, "pending": 0}}
-    for currency, bucket in sb.private.balance_totals.items():
-        result[currency] = dict(bucket)
-    return result
+    """Per currency: available and pending sums of `net`."""
+    _bucket(sb, "usd")
+    return {currency: dict(sums) for currency, sums in sb.private.balance_totals.items()}
 
 
 def _bucket(sb: Sandbox, currency: str) -> dict[str, int]:

@@ -387,3 +387,13 @@ reconcile_runs = Table(
     ),
     Index("ix_reconcile_runs_status", "status"),
 )
+
+# The Stripe ids a reconcile run has seen so far (deleted when it ends): what the ledger holds
+# and no page showed is missing at Stripe. A table, not a set in memory, so a run's memory does
+# not grow with the objects it reads, and a resumed run still knows what it saw.
+reconcile_seen = Table(
+    "reconcile_seen",
+    metadata,
+    Column("run_id", Id, primary_key=True),
+    Column("object_id", String(255), primary_key=True),
+)
