@@ -19,10 +19,14 @@ import gc
 import json
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from reconciler.config import Settings
+from reconciler.db.tables import discrepancies
 from reconciler.reconcile.runs import queue_run
 from reconciler.reconcile.scope import Scope
 from reconciler.runtime import open_runtime
@@ -53,7 +57,15 @@ async def reconcile(dry_run: bool, traced: bool) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         traced_peak = tracemalloc.get_traced_memory()[1] if traced else None
         tracemalloc.stop()
+        async with runtime.database.read() as conn:
+            found = await conn.execute(
+                select(discrepancies.c.kind, discrepancies.c.detail)
+                .where(discrepancies.c.status == "open")
+                .order_by(discrepancies.c.id)
+            )
+            kinds = Counter(kind for kind, _ in found)
         return {
+            "discrepancies": dict(kinds),
             "status": run.status,
             "error": run.error,
             "examined": run.examined,

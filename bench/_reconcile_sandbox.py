@@ -76,8 +76,8 @@ class Counting:
         if scope["type"] == "http" and scope["path"].startswith(("/v1/", "/v2/")):
             route = route_of(scope["path"])
             self.counts[f"{scope['method']} {route}"] += 1
-            if scope["method"] == "GET" and not route.endswith("{id}"):
-                pairs = parse_qsl(scope["query_string"].decode())
+            pairs = parse_qsl(scope["query_string"].decode())
+            if scope["method"] == "GET" and any(name == "limit" for name, _ in pairs):
                 query = urlencode([(k, v) for k, v in pairs if k not in CURSORS])
                 self.lists.setdefault(scope["path"], query)
         await self.app(scope, receive, send)

@@ -1,13 +1,13 @@
 """Seeding the reconcile benchmark: ICPay's books and the sandbox's Stripe, holding the same.
 
-The mix, for `payments` card payments: one merchant per 150 payments (an onboarded Express
-account each), every payment made as checkout makes it (our payment row first, then its
-PaymentIntent with `icpay_payment_id` and `icpay_account_id`, confirmed by the customer's
-card), 1 in 50 declined; 1 in 10 of the paid ones refunded (two in three by ICPay: our
-refund row first, then Stripe's refund with our metadata; one in three from the Dashboard,
-unknown to us until applied), half of them in full; each merchant then paid out in payouts of
-10 payments' worth of its balance, as Connect transfers with our metadata, 1 in 20 of them
-partly reversed from the Dashboard.
+The mix, for `payments` card payments, ICPay's fee 5% + 30 cents: one merchant per 150
+payments (an onboarded Express account each), every payment made as checkout makes it (our
+payment row first, then its PaymentIntent with `icpay_payment_id` and `icpay_account_id`,
+confirmed by the customer's card), 1 in 50 declined; 1 in 10 of the paid ones refunded (two in
+three by ICPay: our refund row first, then Stripe's refund with our metadata; one in three
+from the Dashboard, unknown to us until applied), half of them in full; each merchant then
+paid out in payouts of 10 payments' worth of its balance, as Connect transfers with our
+metadata, 1 in 20 of them partly reversed from the Dashboard.
 
 Stripe's side is made in the sandbox's own process (`bench._reconcile_sandbox`); the ledger
 is booked from the objects the sandbox then holds, through `apply_object` (the one way in),
@@ -21,6 +21,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -43,6 +44,9 @@ from reconciler.money import FeeSchedule
 from reconciler.paths.executor import transfer_metadata
 from reconciler.types import StripeObject, utcnow
 
+# ICPay's fee on each payment (the run is given the same: PLATFORM_FEE_*): more than
+# Stripe's 2.9% + 30 cents, so the platform holds what it owes its merchants.
+PLATFORM_FEE_PERCENT, PLATFORM_FEE_FIXED = Decimal(5), 30
 BATCH = 500
 CHUNK = 2000  # objects per seeding call to the sandbox
 PAYMENTS_PER_MERCHANT = 150
@@ -119,7 +123,10 @@ class Seeder:
         self.stripe = HeldStripe(gateway)
         self.api_key = api_key
         self.context = ApplyContext(
-            db=db, stripe=self.stripe, fees=FeeSchedule(), detected_by="bench"
+            db=db,
+            stripe=self.stripe,
+            fees=FeeSchedule(PLATFORM_FEE_PERCENT, PLATFORM_FEE_FIXED),
+            detected_by="bench",
         )
         self.seeded = Seeded()
         # merchant id -> its connected account
