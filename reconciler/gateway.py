@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -146,8 +145,8 @@ def _as_dict(result: stripe.StripeObject) -> StripeObject:
 
 
 def _body(response: Any) -> StripeObject:
-    """A raw response's JSON as plain dicts, as `to_dict()` would give it."""
-    data: StripeObject = json.loads(response.body)
+    """A raw response's JSON, as the SDK decoded it (dicts, as `to_dict()` would give)."""
+    data: StripeObject = response.data
     return data
 
 

@@ -41,8 +41,9 @@ def standard_jobs(
     worker: InboxWorker | None,
     reconciler: Reconciler,
 ) -> list[Job]:
-    """The jobs of this instance. The inbox retries run only where events can be applied
-    (the inbox worker is on): an ingest-only instance never takes that job's lease."""
+    """The jobs of this instance. The inbox retries and the nightly reconcile run only where
+    events can be applied (the inbox worker is on): an ingest-only instance never takes
+    their leases."""
     jobs = [
         Job(
             "platform_balance",
@@ -52,9 +53,10 @@ def standard_jobs(
         Job("stale_sweep", sweep.run, every=settings.stale_sweep_seconds),
         # Stores what it finds in the inbox, so an ingest-only instance may run it too.
         Job("events_catch_up", catch_up.run, every=settings.events_catch_up_seconds),
-        # Resumes interrupted runs, then reconciles everything (heal), started by "scheduler".
-        Job("reconcile", reconciler.scheduled, cron=settings.reconcile_cron),
     ]
     if worker is not None:
         jobs.append(Job("inbox_retries", retry_inbox(worker), every=settings.inbox_retry_seconds))
+        # Resumes interrupted runs, then heals everything: it writes the ledger, so it runs
+        # where events are applied, not on an ingest-only instance.
+        jobs.append(Job("reconcile", reconciler.scheduled, cron=settings.reconcile_cron))
     return jobs

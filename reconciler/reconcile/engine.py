@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 MISSING_PHASES = tuple(f"missing:{noun}" for *_, noun in ledger_checks.MISSING_CHECKS)
 CHECKS_PHASE = "checks"
+# What a run of many objects does, in order; a resume point names one of these.
+PHASES = (*(stripe_list.phase for stripe_list in STRIPE_LISTS), *MISSING_PHASES, CHECKS_PHASE)
 
 
 class RunNotStartable(ReconcilerError):
@@ -152,16 +154,16 @@ class Reconciler:
         run of everything, started by the scheduler."""
         async with self._db.read() as conn:
             waiting, _ = await list_runs(conn, limit=10, status=INTERRUPTED)
-        outcomes = [await self.run(run.id) for run in reversed(waiting)]
+        outcomes = [await self._run_logged(run.id) for run in reversed(waiting)]
         async with self._db.write() as conn:
             run_id = await queue_run(conn, Scope(), dry_run=False, started_by="scheduler", now=now)
         run = await self.run(run_id)
         if run.status == FAILED:
             raise ReconcilerError(f"reconcile run {run.id} failed: {run.error}")
-        resumed = f"; resumed {len(outcomes)} interrupted" if outcomes else ""
+        resumed = sum(1 for outcome in outcomes if outcome is not None)
+        more = f"; resumed {resumed} interrupted" if resumed else ""
         return (
-            f"run {run.id}: {run.examined} examined, {run.found} found, {run.healed} healed"
-            + resumed
+            f"run {run.id}: {run.examined} examined, {run.found} found, {run.healed} healed" + more
         )
 
     async def _run_logged(self, run_id: int) -> ReconcileRun | None:
@@ -184,14 +186,9 @@ class Reconciler:
             async with self._db.read() as conn:
                 if await ledger_rows.merchant(conn, merchant_id) is None:
                     raise ReconcilerError(f"no merchant {merchant_id}")
-        phases = [
-            *(stripe_list.phase for stripe_list in STRIPE_LISTS),
-            *MISSING_PHASES,
-            CHECKS_PHASE,
-        ]
         resume = work.run.resume_from or {}
-        start = phases.index(resume["phase"]) if resume.get("phase") in phases else 0
-        for number, phase in enumerate(phases[start:], start=start):
+        start = PHASES.index(resume["phase"]) if resume.get("phase") in PHASES else 0
+        for number, phase in enumerate(PHASES[start:], start=start):
             after = resume.get("after") if number == start else None
             if phase in MISSING_PHASES:
                 await self._missing(work, MISSING_PHASES.index(phase), after)
@@ -451,14 +448,9 @@ class Reconciler:
 
 def _next_phase(phase: str) -> dict[str, Any] | None:
     """The resume point once `phase` is done: the start of the next one."""
-    order = [
-        *(stripe_list.phase for stripe_list in STRIPE_LISTS),
-        *MISSING_PHASES,
-        CHECKS_PHASE,
-    ]
-    if phase not in order or phase == order[-1]:
+    if phase not in PHASES or phase == PHASES[-1]:
         return None
-    return {"phase": order[order.index(phase) + 1], "after": None}
+    return {"phase": PHASES[PHASES.index(phase) + 1], "after": None}
 
 
 def _unix(moment: datetime | None) -> int | None:

@@ -15,7 +15,12 @@ from sqlalchemy import Table, delete, exists, func, select
 
 from reconciler.db.bulk import insert_rows
 from reconciler.db.tables import journal_legs, payments, payouts, reconcile_seen, refunds
-from reconciler.ledger.balances import check_balance_invariant, running_balances
+from reconciler.ledger import accounts
+from reconciler.ledger.balances import (
+    account_balance,
+    check_balance_invariant,
+    running_balances,
+)
 from reconciler.reconcile.compare import Difference
 from reconciler.reconcile.scope import Scope
 from reconciler.types import Queryable, StripeObject
@@ -197,8 +202,9 @@ async def journal_checks(conn: Queryable, scope: Scope) -> list[Difference]:
 
 
 async def platform_check(conn: Queryable, balance: StripeObject) -> list[Difference]:
-    """What ICPay owes its merchants beside what the platform holds at Stripe (available and
-    pending): fees and refunds can leave it holding less, which a person must cover."""
+    """What ICPay owes its merchants (their balances, and payouts accepted and not yet
+    transferred) beside what the platform holds at Stripe (available and pending): fees and
+    refunds can leave it holding less, which a person must cover."""
     held: dict[str, int] = {}
     for part in ("available", "pending"):
         for amount in balance.get(part) or []:
@@ -207,13 +213,15 @@ async def platform_check(conn: Queryable, balance: StripeObject) -> list[Differe
     owed: dict[str, int] = {}
     for (_merchant, currency), total in (await running_balances(conn)).items():
         owed[currency] = owed.get(currency, 0) + max(0, total)
+    for currency in list(owed):
+        owed[currency] += await account_balance(conn, accounts.PAYOUTS_IN_FLIGHT, currency)
     return [
         Difference(
             "merchant_balances_exceed_platform",
             "platform",
             currency,
-            f"merchants are owed {total} {currency}, the platform holds {held.get(currency, 0)}"
-            " at Stripe (available and pending)",
+            f"merchants are owed {total} {currency} (with payouts on their way), the platform "
+            f"holds {held.get(currency, 0)} at Stripe (available and pending)",
             ledger_value={"owed": total},
             stripe_value={"held": held.get(currency, 0)},
         )

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from reconciler.db.tables import discrepancies, job_runs, payments, reconcile_seen
 from reconciler.ledger.payments import create_payment
+from reconciler.ledger.payouts import advance_payout, reserve_payout
 from reconciler.ledger.session import ledger_session
 from reconciler.money import FeeSchedule
 from reconciler.reconcile.runs import (
@@ -222,7 +223,10 @@ def test_a_ledger_row_whose_stripe_object_does_not_exist_is_missing_at_stripe(ap
     assert open_ones(api) == {("missing_at_stripe", "payment_intent", "pi_never_made")}
 
 
-def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(api: Api) -> None:
+def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(
+    worker_api: Api,
+) -> None:
+    api = worker_api
     account, _ = onboarded(api)
     pay(api, account, 2000)
     sandbox_post(api, "balance/top_up", {"amount": 10000, "currency": "usd"})
@@ -261,3 +265,30 @@ def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(api: A
     assert outcome.detail == (
         f"run {nightly.id}: {nightly.examined} examined, 0 found, 0 healed; resumed 1 interrupted"
     )
+
+
+def test_fees_leave_the_platform_short_and_a_payout_left_waiting_is_stuck(api: Api) -> None:
+    account, _ = onboarded(api)
+    paid = pay(api, account, 10000)
+    fee = payment_row(api, paid).stripe_fee
+    made = utcnow() - timedelta(hours=1)
+
+    async def left_waiting() -> int:
+        async with ledger_session(api.runtime.database) as tx:
+            payout_id = await reserve_payout(
+                tx, merchant_id=account, amount=1000, currency="usd", now=made
+            )
+            await advance_payout(tx, payout_id, "processing", now=made)
+        return payout_id
+
+    payout_id = api.run(left_waiting)
+    run = reconcile(api, dry_run=True)
+    assert open_ones(api) == {
+        ("merchant_balances_exceed_platform", "platform", "usd"),
+        ("payout_stuck_pending", "payout", str(payout_id)),
+    }
+    [short] = [row for row in discrepancy_rows(api) if row.object_type == "platform"]
+    # Owed: the payment (what the merchant has, and the payout on its way: not yet sent);
+    # held: the payment less Stripe's fee.
+    assert (short.ledger_value, short.stripe_value) == ({"owed": 10000}, {"held": 10000 - fee})
+    assert run.found == 2
