@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from reconciler.config import Settings
 from reconciler.db.tables import discrepancies
+from reconciler.reconcile.progress import ProgressUpdate
 from reconciler.reconcile.runs import queue_run
 from reconciler.reconcile.scope import Scope
 from reconciler.runtime import open_runtime
@@ -41,6 +42,25 @@ def memory_kib(field: str) -> int:
     raise LookupError(field)
 
 
+def page_times(started: float, marks: list[tuple[float, str]]) -> dict[str, dict[str, Any]]:
+    """Per phase: its pages (progress updates), their seconds in all, and how long its first,
+    middle and last page took, in ms: a page that costs more the further the run goes shows
+    here."""
+    by_phase: dict[str, list[float]] = {}
+    previous = started
+    for at, phase in marks:
+        by_phase.setdefault(phase, []).append(at - previous)
+        previous = at
+    return {
+        phase: {
+            "pages": len(times),
+            "seconds": sum(times),
+            "ms": [times[0] * 1000, times[len(times) // 2] * 1000, times[-1] * 1000],
+        }
+        for phase, times in by_phase.items()
+    }
+
+
 async def reconcile(dry_run: bool, traced: bool) -> dict[str, Any]:
     settings = Settings.from_environ()
     async with open_runtime(settings) as runtime:
@@ -52,8 +72,13 @@ async def reconcile(dry_run: bool, traced: bool) -> dict[str, Any]:
         before = memory_kib("VmRSS")
         if traced:
             tracemalloc.start()
+        marks: list[tuple[float, str]] = []
+
+        def progress(update: ProgressUpdate) -> None:
+            marks.append((time.perf_counter(), update.phase))
+
         started = time.perf_counter()
-        run = await runtime.reconciler.run(run_id)
+        run = await runtime.reconciler.run(run_id, progress=progress)
         seconds = time.perf_counter() - started
         traced_peak = tracemalloc.get_traced_memory()[1] if traced else None
         tracemalloc.stop()
@@ -75,6 +100,7 @@ async def reconcile(dry_run: bool, traced: bool) -> dict[str, Any]:
             "rss_before_kib": before,
             "peak_rss_kib": memory_kib("VmHWM"),
             "tracemalloc_peak_bytes": traced_peak,
+            "page_ms": page_times(started, marks),
         }
 
 

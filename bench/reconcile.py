@@ -271,6 +271,15 @@ def show(size: Size) -> None:
     )
     print(f"  open discrepancies: {run['discrepancies'] or 'none'}")
     print(
+        "  the run's phases: pages, seconds, page first/middle/last: "
+        + "; ".join(
+            f"{phase} {times['pages']} {times['seconds']:.1f} s "
+            + "/".join(f"{ms:.0f}" for ms in times["ms"])
+            + " ms"
+            for phase, times in run["page_ms"].items()
+        )
+    )
+    print(
         f"  memory: peak RSS {run['peak_rss_kib'] / 1024:,.1f} MiB "
         f"(RSS before the run {run['rss_before_kib'] / 1024:,.1f} MiB)"
         + (
