@@ -27,9 +27,10 @@ expansions included, cursor aside) is walked again, whole, by a bare keep-alive 
 after page: pages/s (objects/s = pages/s x 100). Goal: the run's objects/s at least pages/s
 / Stripe calls per object, what a run would reach if each of its calls cost what a page
 costs the sandbox and nothing else did (a ratio of call rates: it does not depend on what is
-counted as an object). Pages are also timed at the start, middle and end of the walk: a sandbox that
-scans every object for each page shows it as a page time growing with the objects held.
-Goal on memory: peak RSS at 100k within 1.5x of 10k.
+counted as an object). The walk's first, middle and last pages are timed, and so are the
+run's, per phase (from its progress updates): a page that costs more the more objects are
+held, or the further the run goes, shows there. Goal on memory: peak RSS at 100k within 1.5x
+of 10k.
 
 With two cores or more, the sandbox is pinned to core 1, the run to core 0 (PostgreSQL
 unpinned). On PostgreSQL the seeded database is vacuumed and analysed before the run, as
