@@ -314,9 +314,9 @@ class Reconciler:
     ) -> None:
         run_id, now = work.run.id, self._clock()
         async with self._db.write() as conn:
-            await record_findings(conn, run_id, found=found, healed=healed, now=now)
+            recorded = await record_findings(conn, run_id, found=found, healed=healed, now=now)
             await ledger_checks.remember_seen(conn, run_id, seen)
-            work.found += len(found)
+            work.found += recorded
             work.healed += len(healed)
             await save_progress(
                 conn,

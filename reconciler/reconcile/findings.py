@@ -1,18 +1,23 @@
 """What a run writes about the differences it found: each recorded (or brought up to date)
 with the run that saw it, those it healed resolved at once, and, at the end of a run, those
-earlier runs found that it no longer sees cleared."""
+earlier runs found that it no longer sees cleared.
+
+An operator who resolves a difference accepts it as it stands (a transfer made outside ICPay
+that is known, a fee Stripe corrected by hand): the next run seeing the very same values
+does not open it again. If either value changes, it is news, and it opens again."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from reconciler.db.tables import discrepancies
 from reconciler.reconcile.compare import Difference
 from reconciler.reconcile.discrepancies import (
     CLEARED,
     HEALED,
+    OPERATOR,
     record_discrepancy,
     resolve_discrepancy,
 )
@@ -42,8 +47,14 @@ async def record_findings(
     found: list[Difference],
     healed: list[Difference],
     now: datetime,
-) -> None:
+) -> int:
+    """Record what was found and resolve what was healed; how many were recorded (those an
+    operator accepted as they stand are not)."""
+    recorded = 0
     for difference in found:
+        if await _accepted_by_operator(conn, difference):
+            continue
+        recorded += 1
         await record_discrepancy(
             conn,
             kind=difference.kind,
@@ -69,6 +80,33 @@ async def record_findings(
             how=HEALED,
             run_id=run_id,
         )
+    return recorded
+
+
+async def _accepted_by_operator(conn: Queryable, difference: Difference) -> bool:
+    """Whether the newest discrepancy of this kind and object was resolved by an operator
+    when it showed these same values."""
+    newest = await conn.execute(
+        select(
+            discrepancies.c.resolved_how,
+            discrepancies.c.ledger_value,
+            discrepancies.c.stripe_value,
+        )
+        .where(
+            discrepancies.c.kind == difference.kind,
+            discrepancies.c.object_type == difference.object_type,
+            discrepancies.c.object_id == difference.object_id,
+        )
+        .order_by(discrepancies.c.id.desc())
+        .limit(1)
+    )
+    row = newest.first()
+    return (
+        row is not None
+        and row.resolved_how == OPERATOR
+        and (row.ledger_value, row.stripe_value)
+        == (difference.ledger_value, difference.stripe_value)
+    )
 
 
 async def clear_unseen(

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, exists, func, select
 
-from reconciler.db.bulk import insert_rows
+from reconciler.db.dialect import insert_for
 from reconciler.db.tables import journal_legs, payments, payouts, reconcile_seen, refunds
 from reconciler.ledger import accounts
 from reconciler.ledger.balances import (
@@ -31,17 +31,13 @@ STUCK_REFUND_STATUSES = ("pending", "requires_action")
 
 
 async def remember_seen(conn: Any, run_id: int, ids: list[str]) -> None:
-    """Note the Stripe ids a page showed (a page read again after a resume: no harm)."""
+    """Note the Stripe ids a page showed (a page read again after a resume: no harm). One
+    insert that skips what is there: looking the ids up first walked the run's whole range
+    of the key on PostgreSQL at every page."""
     if not ids:
         return
-    already = await conn.execute(
-        select(reconcile_seen.c.object_id).where(
-            reconcile_seen.c.run_id == run_id, reconcile_seen.c.object_id.in_(ids)
-        )
-    )
-    known = {object_id for (object_id,) in already}
-    rows = [{"run_id": run_id, "object_id": i} for i in dict.fromkeys(ids) if i not in known]
-    await insert_rows(conn, reconcile_seen, rows)
+    rows = [{"run_id": run_id, "object_id": i} for i in dict.fromkeys(ids)]
+    await conn.execute(insert_for(conn, reconcile_seen).values(rows).on_conflict_do_nothing())
 
 
 async def forget_seen(conn: Any, run_id: int) -> None:
