@@ -386,6 +386,9 @@ reconcile_runs = Table(
     Column("request_scope", String(64)),
     Column("request_key", String(255)),
     Column("request_digest", String(64)),
+    # Written by the engine doing the run, at its start, after each page and every minute: a
+    # `running` run whose heartbeat has stopped was left by a process that died.
+    Column("heartbeat_at", UTCDateTime()),
     CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')", "status_known"
     ),

@@ -30,19 +30,26 @@ from reconciler.gateway import GatewayError, StripeGateway, StripeNotFound
 from reconciler.ledger.rows import LedgerRow, Payment, Payout, Refund
 from reconciler.reconcile import ledger_checks, ledger_rows
 from reconciler.reconcile.compare import Difference
-from reconciler.reconcile.findings import clear_unseen, record_findings
+from reconciler.reconcile.findings import (
+    LEDGER_CHECK_KINDS,
+    clear_unseen,
+    finding_key,
+    record_findings,
+)
 from reconciler.reconcile.progress import ProgressUpdate, RunProgress
 from reconciler.reconcile.runs import (
     FAILED,
     INTERRUPTED,
     SUCCEEDED,
     ReconcileRun,
+    beat,
     finish_run,
     get_run,
-    list_runs,
+    interrupt_abandoned,
     queue_run,
     save_progress,
     take_run,
+    waiting_runs,
 )
 from reconciler.reconcile.scope import Scope
 from reconciler.reconcile.stripe_lists import (
@@ -57,6 +64,11 @@ log = logging.getLogger(__name__)
 
 MISSING_PHASES = tuple(f"missing:{noun}" for *_, noun in ledger_checks.MISSING_CHECKS)
 CHECKS_PHASE = "checks"
+# How often a run says it is alive, and how long a silent one is taken for dead.
+HEARTBEAT_SECONDS = 60.0
+ABANDONED_AFTER = timedelta(minutes=10)
+# The resume point of a run whose phases are all done (None would read as not started).
+DONE_PHASE = "done"
 # What a run of many objects does, in order; a resume point names one of these.
 PHASES = (*(stripe_list.phase for stripe_list in STRIPE_LISTS), *MISSING_PHASES, CHECKS_PHASE)
 
@@ -77,6 +89,8 @@ class _Pass:
     found: int = 0
     # A one-object run: the ids it looked at (the object, its charge...), for clearing.
     touched: set[str] = field(default_factory=set)
+    # The ledger-check kinds whose check ran whole in this pass, for clearing.
+    checked: set[str] = field(default_factory=set)
 
     @property
     def dry_run(self) -> bool:
@@ -122,6 +136,7 @@ class Reconciler:
         context = replace(self._context, detected_by=f"reconcile:{run_id}", clock=self._clock)
         work = _Pass(run, context, progress, run.examined, run.healed, run.found)
         began = time.monotonic()
+        beating = asyncio.create_task(self._beat(run_id), name=f"reconcile-beat-{run_id}")
         try:
             async with self._gateway.background():
                 await self._do(work)
@@ -134,7 +149,19 @@ class Reconciler:
         except Exception as error:
             log.exception("reconcile run %d failed", run_id)
             return await self._finish(work, FAILED, began, f"{type(error).__name__}: {error}")
+        finally:
+            beating.cancel()
         return await self._finish(work, SUCCEEDED, began)
+
+    async def _beat(self, run_id: int) -> None:
+        """Say the run is alive every `HEARTBEAT_SECONDS`, however long a page takes."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                async with self._db.write() as conn:
+                    await beat(conn, run_id, self._clock())
+            except Exception as error:  # the next beat tries again
+                log.warning("reconcile run %d: heartbeat not written: %s", run_id, error)
 
     def start(self, run_id: int) -> None:
         """Run it as a task of this process (the API answers at once with its id)."""
@@ -150,11 +177,13 @@ class Reconciler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def scheduled(self, now: datetime) -> str:
-        """The nightly job: first the runs left interrupted (a stop, a deploy), then a new
-        run of everything, started by the scheduler."""
-        async with self._db.read() as conn:
-            waiting, _ = await list_runs(conn, limit=10, status=INTERRUPTED)
-        outcomes = [await self._run_logged(run.id) for run in reversed(waiting)]
+        """The nightly job: first the runs left interrupted (a stop, a deploy), or left by a
+        process that died (running without a heartbeat, or queued and never started), then
+        a new run of everything, started by the scheduler."""
+        async with self._db.write() as conn:
+            await interrupt_abandoned(conn, silent_since=now - ABANDONED_AFTER)
+            waiting = await waiting_runs(conn, queued_before=now - ABANDONED_AFTER, limit=10)
+        outcomes = [await self._run_logged(run_id) for run_id in waiting]
         async with self._db.write() as conn:
             run_id = await queue_run(conn, Scope(), dry_run=False, started_by="scheduler", now=now)
         run = await self.run(run_id)
@@ -187,6 +216,9 @@ class Reconciler:
                 if await ledger_rows.merchant(conn, merchant_id) is None:
                     raise ReconcilerError(f"no merchant {merchant_id}")
         resume = work.run.resume_from or {}
+        if resume.get("phase") == DONE_PHASE:  # stopped after its last phase: only clearing left
+            await self._clear(work)
+            return
         start = PHASES.index(resume["phase"]) if resume.get("phase") in PHASES else 0
         for number, phase in enumerate(PHASES[start:], start=start):
             after = resume.get("after") if number == start else None
@@ -315,7 +347,9 @@ class Reconciler:
         run_id, now = work.run.id, self._clock()
         async with self._db.write() as conn:
             recorded = await record_findings(conn, run_id, found=found, healed=healed, now=now)
-            await ledger_checks.remember_seen(conn, run_id, seen)
+            await ledger_checks.remember_seen(
+                conn, run_id, seen + [finding_key(difference) for difference in found]
+            )
             work.found += recorded
             work.healed += len(healed)
             await save_progress(
@@ -359,10 +393,23 @@ class Reconciler:
         async with self._db.read() as conn:
             found = await ledger_checks.stuck(conn, work.scope, made_before=now - self._stale_after)
             found += await ledger_checks.journal_checks(conn, work.scope)
+        checked = set(LEDGER_CHECK_KINDS) - {"merchant_balances_exceed_platform"}
         if work.scope.everything:
             balance = await self._gateway.balance()
             async with self._db.read() as conn:
                 found += await ledger_checks.platform_check(conn, balance)
+            checked.add("merchant_balances_exceed_platform")
+        # A check cut at its page limit did not look at everything: what it did not list
+        # may still be true.
+        for kind, object_type in (
+            ("payout_stuck_pending", "payout"),
+            ("refund_stuck_pending", "refund"),
+            ("journal_invariant_broken", "journal_entry"),
+        ):
+            listed = sum(1 for d in found if (d.kind, d.object_type) == (kind, object_type))
+            if listed >= ledger_checks.PAGE:
+                checked.discard(kind)
+        work.checked = checked
         await self._commit(work, CHECKS_PHASE, found, [], [], None)
 
     async def _one_object(self, work: _Pass) -> None:
@@ -422,7 +469,13 @@ class Reconciler:
     async def _clear(self, work: _Pass) -> None:
         async with self._db.write() as conn:
             await clear_unseen(
-                conn, work.run.id, work.scope, touched=work.touched, now=self._clock()
+                conn,
+                work.run.id,
+                work.scope,
+                touched=work.touched,
+                checked=work.checked,
+                started_at=work.run.started_at or self._clock(),
+                now=self._clock(),
             )
 
     async def _finish(
@@ -448,8 +501,10 @@ class Reconciler:
 
 def _next_phase(phase: str) -> dict[str, Any] | None:
     """The resume point once `phase` is done: the start of the next one."""
-    if phase not in PHASES or phase == PHASES[-1]:
+    if phase not in PHASES:
         return None
+    if phase == PHASES[-1]:
+        return {"phase": DONE_PHASE, "after": None}
     return {"phase": PHASES[PHASES.index(phase) + 1], "after": None}
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, exists, literal, not_, or_, select, update
 
-from reconciler.db.tables import discrepancies
+from reconciler.db.tables import discrepancies, reconcile_seen
 from reconciler.reconcile.compare import Difference
 from reconciler.reconcile.discrepancies import (
     CLEARED,
@@ -38,6 +38,29 @@ RUN_KINDS = (
     "refund_stuck_pending",
     "journal_invariant_broken",
 )
+
+
+# Found by the ledger checks at the end of a run, not by comparing a Stripe object: a run
+# may clear them only if their check ran whole in it (not cut at its page limit, not skipped
+# by a resume after it, the platform check only in a run of everything).
+LEDGER_CHECK_KINDS = (
+    "payout_stuck_pending",
+    "refund_stuck_pending",
+    "journal_invariant_broken",
+    "negative_merchant_balance",
+    "merchant_balances_exceed_platform",
+)
+# About a Stripe object a page shows: cleared only if this run saw that object.
+STRIPE_OBJECT_KINDS = tuple(
+    kind for kind in RUN_KINDS if kind not in LEDGER_CHECK_KINDS and kind != "missing_at_stripe"
+)
+
+
+def finding_key(difference: Difference) -> str:
+    """What a run notes (in `reconcile_seen`, beside the Stripe ids it saw) for each
+    difference it records, so its clearing knows what it found itself, whatever another run
+    at the same time wrote since."""
+    return f"d:{difference.kind}:{difference.object_type}:{difference.object_id}"
 
 
 async def record_findings(
@@ -110,19 +133,51 @@ async def _accepted_by_operator(conn: Queryable, difference: Difference) -> bool
 
 
 async def clear_unseen(
-    conn: Queryable, run_id: int, scope: Scope, *, touched: set[str], now: datetime
+    conn: Queryable,
+    run_id: int,
+    scope: Scope,
+    *,
+    touched: set[str],
+    checked: set[str],
+    started_at: datetime,
+    now: datetime,
 ) -> int:
-    """Resolve, as cleared, the open discrepancies a run found before, in this run's scope,
-    that this (completed) run did not see again. A time window is never cleared: it cannot
-    say which objects it covered (a ledger row and its Stripe object may fall either side).
-    `touched`: the ids a one-object run looked at. Returns how many."""
+    """Resolve, as cleared, the open discrepancies, in this run's scope, that this completed
+    run looked for and did not find again: one about a Stripe object only if the run saw the
+    object; one found by a ledger check only if that check ran whole (`checked`); a ledger row
+    missing at Stripe if its check did not name it again. Never one this run recorded itself
+    (another run at the same time may have written it since), nor one seen by anyone since
+    this run started (it may have looked at the object before the difference arose). A time
+    window is never cleared:
+    it cannot say which objects it covered (a ledger row and its Stripe object may fall either
+    side). `touched`: the ids a one-object run looked at. Returns how many."""
     if scope.since is not None or scope.until is not None:
         return 0
+    found_key = (
+        literal("d:")
+        + discrepancies.c.kind
+        + literal(":")
+        + discrepancies.c.object_type
+        + literal(":")
+        + discrepancies.c.object_id
+    )
+    seen_by_run = reconcile_seen.c.run_id == run_id
     conditions = [
         discrepancies.c.status == "open",
         discrepancies.c.kind.in_(RUN_KINDS),
         discrepancies.c.last_run_id.is_not(None),
-        discrepancies.c.last_run_id != run_id,
+        discrepancies.c.last_seen_at < started_at,
+        not_(exists().where(seen_by_run, reconcile_seen.c.object_id == found_key)),
+        or_(
+            and_(
+                discrepancies.c.kind.in_(STRIPE_OBJECT_KINDS),
+                exists().where(
+                    seen_by_run, reconcile_seen.c.object_id == discrepancies.c.object_id
+                ),
+            ),
+            discrepancies.c.kind == "missing_at_stripe",
+            discrepancies.c.kind.in_(sorted(checked & set(LEDGER_CHECK_KINDS))),
+        ),
     ]
     if scope.account_id is not None:
         conditions.append(discrepancies.c.merchant_id == scope.account_id)

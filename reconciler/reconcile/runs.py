@@ -155,7 +155,7 @@ async def take_run(conn: Queryable, run_id: int, now: datetime) -> bool:
     result = await conn.execute(
         update(reconcile_runs)
         .where(reconcile_runs.c.id == run_id, reconcile_runs.c.status.in_(STARTABLE))
-        .values(status=RUNNING, error=None)
+        .values(status=RUNNING, error=None, heartbeat_at=now)
     )
     if not result.rowcount:
         return False
@@ -207,10 +207,26 @@ async def finish_run(
     )
 
 
-async def interrupt_abandoned(conn: Queryable, ids: list[int] | None = None) -> list[int]:
-    """Mark `running` runs (all, or these) `interrupted`: at start, the runs a dead process
-    left; at stop, this process's own. Returns their ids, so they can be resumed."""
+async def beat(conn: Queryable, run_id: int, now: datetime) -> None:
+    """The engine doing `run_id` is alive."""
+    await conn.execute(
+        update(reconcile_runs)
+        .where(reconcile_runs.c.id == run_id, reconcile_runs.c.status == RUNNING)
+        .values(heartbeat_at=now)
+    )
+
+
+async def interrupt_abandoned(
+    conn: Queryable, *, silent_since: datetime | None = None, ids: list[int] | None = None
+) -> list[int]:
+    """Mark `interrupted` the `running` runs whose heartbeat stopped before `silent_since`
+    (their process died: with several instances, a live one's run keeps beating), or these
+    `ids` (this process's own, at its stop). Returns their ids, so they can be resumed."""
     statement = select(reconcile_runs.c.id).where(reconcile_runs.c.status == RUNNING)
+    if silent_since is not None:
+        statement = statement.where(
+            (reconcile_runs.c.heartbeat_at < silent_since) | reconcile_runs.c.heartbeat_at.is_(None)
+        )
     if ids is not None:
         statement = statement.where(reconcile_runs.c.id.in_(ids))
     found = [int(run_id) for (run_id,) in await conn.execute(statement)]
@@ -221,6 +237,21 @@ async def interrupt_abandoned(conn: Queryable, ids: list[int] | None = None) -> 
             .values(status=INTERRUPTED)
         )
     return found
+
+
+async def waiting_runs(conn: Queryable, *, queued_before: datetime, limit: int) -> list[int]:
+    """Runs to take up, oldest first: the interrupted, and those queued long ago whose
+    process died before starting them."""
+    result = await conn.execute(
+        select(reconcile_runs.c.id)
+        .where(
+            (reconcile_runs.c.status == INTERRUPTED)
+            | ((reconcile_runs.c.status == QUEUED) & (reconcile_runs.c.created_at < queued_before))
+        )
+        .order_by(reconcile_runs.c.id)
+        .limit(limit)
+    )
+    return [int(run_id) for (run_id,) in result]
 
 
 def _run(row: Any) -> ReconcileRun:

@@ -89,7 +89,7 @@ async def test_an_interrupted_run_resumes_from_its_last_page_to_the_same_result(
 
     whole = await reconciler.run(await queued(db))
     found_whole = await open_rows(db)
-    assert (whole.examined, whole.found) == (9, 9)
+    assert (whole.examined, whole.found) == (9, 9), (whole.status, whole.error)
     assert {kind for kind, _ in found_whole} == {"missing_in_ledger"}
     async with db.write() as conn:  # forget them, so the second run finds them anew
         await conn.execute(update(discrepancies).values(status="dismissed"))

@@ -237,7 +237,7 @@ def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(
                 conn, Scope(account_id=account), dry_run=True, started_by="ops", now=utcnow()
             )
             assert await take_run(conn, run_id, utcnow())
-            await interrupt_abandoned(conn, [run_id])
+            await interrupt_abandoned(conn, ids=[run_id])
         return run_id
 
     left: int = api.run(interrupted)
@@ -264,6 +264,45 @@ def test_the_nightly_job_resumes_an_interrupted_run_then_heals_everything(
     )
     assert outcome.detail == (
         f"run {nightly.id}: {nightly.examined} examined, 0 found, 0 healed; resumed 1 interrupted"
+    )
+
+
+def test_the_nightly_job_takes_up_runs_a_dead_process_left_and_leaves_live_ones(
+    worker_api: Api,
+) -> None:
+    api = worker_api
+    account, _ = onboarded(api)
+    pay(api, account, 2000)
+    sandbox_post(api, "balance/top_up", {"amount": 10000, "currency": "usd"})
+    now = utcnow()
+    long_ago = now - timedelta(minutes=30)
+
+    async def left_behind() -> tuple[int, int, int]:
+        async with api.runtime.database.write() as conn:
+            scope = Scope(account_id=account)
+            # Killed mid-run: running, its heartbeat silent for half an hour.
+            dead = await queue_run(conn, scope, dry_run=True, started_by="ops", now=long_ago)
+            assert await take_run(conn, dead, long_ago)
+            # Queued by a process that died before starting it.
+            orphan = await queue_run(conn, scope, dry_run=True, started_by="ops", now=long_ago)
+            # Going on in another instance: its heartbeat is fresh.
+            live = await queue_run(conn, scope, dry_run=True, started_by="ops", now=long_ago)
+            assert await take_run(conn, live, now)
+        return dead, orphan, live
+
+    dead, orphan, live = api.run(left_behind)
+
+    async def tick() -> dict[int, str]:
+        assert await api.runtime.scheduler.tick("reconcile", now) is not None
+        async with api.runtime.database.read() as conn:
+            runs, _ = await list_runs(conn, limit=10)
+        return {run.id: run.status for run in runs}
+
+    statuses = api.run(tick)
+    assert (statuses[dead], statuses[orphan], statuses[live]) == (
+        "succeeded",
+        "succeeded",
+        "running",
     )
 
 
