@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.balance
 	$(BIN)/python -m bench.ingest_peers
 	$(BIN)/python -m bench.payouts
+	$(BIN)/python -m bench.reconcile
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-*

@@ -28,7 +28,10 @@ class Counting:
         if scope["type"] == "http":
             if scope["path"] == "/_bench/counts":
                 body = json.dumps(self.counts).encode()
-                headers = [(b"content-type", b"application/json")]
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return

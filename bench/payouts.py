@@ -3,28 +3,37 @@ sandbox's own bare `POST /v1/transfers` at the same concurrency, in the same run
 
     python -m bench.payouts [--requests 100,400,800] [--clients 1,10,100] [--merchants 10]
                             [--database sqlite|postgresql] [--postgres-url URL]
+                            [--before CHECKOUT]
+
+`--before` also runs `reconciler serve` from another checkout of the project (say `git
+worktree add /tmp/before main`) on each database, in the same run, and prints this
+checkout's figures against it: before and after measured minutes apart on the same load.
 
 The sandbox (our local Stripe, `bench._sandbox`: the sandbox app with a request counter
 around it) and `reconciler serve` run in subprocesses on loopback, one service per database,
-all up at once. With two cores or more the service processes are pinned to core 0, the
-sandbox and this process (the load) to core 1; PostgreSQL's own processes are left where the
-system puts them. Each merchant is onboarded through the API and Stripe's hosted page (walked
-over HTTP), and funded with one large `pm_card_bypassPending` payment applied to the ledger
-as the webhook would, so no payout is refused for balance.
+all up at once, with the Stripe rate limiter off (`STRIPE_RATE_LIMIT=0`: test mode's 25
+requests a second would be all it measured). With two cores or more the service processes
+are pinned to core 0, the sandbox and this process (the load) to core 1; PostgreSQL's own
+processes are left where the system puts them. Each merchant is onboarded through the API
+and Stripe's hosted page (walked over HTTP), and funded with one large
+`pm_card_bypassPending` payment applied to the ledger as the webhook would, so no payout is
+refused for balance.
 
 The load is a small asyncio HTTP/1.1 client (as `bench._load`, keeping the answers): one
-keep-alive connection per client, opened by an untimed warm-up request each, every request
-prepared beforehand; every payout with its own Idempotency-Key, amount 100, round-robin over
-the merchants. Not httpx: its pool held the bare sandbox to 135 transfers/s at 100
-connections (p99 4.8 s) where this client reached 485/s (p99 0.24 s) on the same machine, so
-the baseline would have measured httpx. Per concurrency: the bare transfer creates first, then
-each service, so each ratio compares runs made seconds apart. Prints payouts/s, p50, p99, the
-Stripe balance reads (`GET /v1/balance` seen at the sandbox) per payout, the service's CPU
-time per payout (from /proc), the bare rate and the ratio service/bare; then checks that
-every payout answered 201 `completed`, that the ledger holds them all completed, and that the
-sandbox holds exactly one transfer for each (by metadata), no more. Goal: p99 under 50 ms at
-100 concurrent clients on both databases, and balance reads far below one per payout (the
-refresh is shared by the requests waiting).
+untimed warm-up request per client, then one keep-alive connection per client opened right
+before the timed part with a cheap request (a connection left idle while the slowest
+warm-ups finished could pass uvicorn's 5 s keep-alive timeout and be closed under the load),
+every request prepared beforehand; every payout with its own Idempotency-Key, amount 100,
+round-robin over the merchants. Not httpx: its pool held the bare sandbox to 135 transfers/s
+at 100 connections (p99 4.8 s) where this client reached 485/s (p99 0.24 s) on the same
+machine, so the baseline would have measured httpx. Per concurrency: the bare transfer
+creates first, then each service, so each ratio compares runs made seconds apart. Prints
+payouts/s, p50, p99, the Stripe balance reads (`GET /v1/balance` seen at the sandbox) per
+payout, the service's CPU time per payout (from /proc), the bare rate and the ratio
+service/bare; then checks that every payout answered 201 `completed`, that the ledger holds
+them all completed, and that the sandbox holds exactly one transfer for each (by metadata),
+no more. Goal: p99 under 50 ms at 100 concurrent clients on both databases, and balance
+reads far below one per payout (the refresh is shared by the requests waiting).
 
 PostgreSQL: a throwaway database made on TEST_POSTGRES_URL (default the local server),
 dropped afterwards; skipped, saying so, if the server cannot be reached.
@@ -98,14 +107,15 @@ def process(
     cores: set[int] | None,
     health: str,
     log: Path,
+    root: Path = ROOT,
 ) -> Iterator[int]:
-    """A server subprocess on `port` (pinned to `cores`), its output in `log`, up until the
-    block ends."""
+    """A server subprocess on `port` (pinned to `cores`) run from the checkout `root`, its
+    output in `log`, up until the block ends."""
     with log.open("wb") as output:
         child = subprocess.Popen(
             [sys.executable, *args],
             env=env,
-            cwd=ROOT,
+            cwd=root,
             stdout=output,
             stderr=subprocess.STDOUT,
             preexec_fn=pinned(cores),
@@ -183,18 +193,22 @@ async def operator_token(url: str) -> str:
         await db.dispose()
 
 
-def service_env(url: str, sandbox: str, kind: str) -> dict[str, str]:
+def service_env(url: str, sandbox: str, name: str, root: Path) -> dict[str, str]:
     return {
         **os.environ,
+        "PYTHONPATH": str(root),
         "DATABASE_URL": url,
         # A key of its own per service: the sandbox keeps idempotency keys per API key, and
         # each service's `payout:<id>` keys count from 1 (on one key, the second service's
         # payout 7 would be refused as a reuse of the first's key).
-        "STRIPE_API_KEY": f"{API_KEY}_{kind}",
+        "STRIPE_API_KEY": f"{API_KEY}_{name.replace(' ', '_')}",
         "STRIPE_API_BASE": sandbox,
         "LOG_LEVEL": "warning",
         # No webhooks here: a payout is executed by the request that accepted it.
         "INBOX_WORKER_ENABLED": "false",
+        # Stripe's own test-mode limit (25 requests a second) would be all this measured; the
+        # sandbox has none, and the bare baseline goes unlimited too.
+        "STRIPE_RATE_LIMIT": "0",
     }
 
 
@@ -328,23 +342,37 @@ async def drive(
     requests: list[bytes],
     clients: int,
     level: Level,
+    touch: bytes,
     mark: Callable[[], None] = lambda: None,
 ) -> list[bytes]:
     """Send `requests` over `clients` keep-alive connections, one in flight on each: the
-    first `clients` as a warm-up (one per connection, untimed: it opens the connection),
-    then the rest, timed. `mark` is called (nothing in flight) just before the timed part and
-    just after. Returns every answer as b"<status> <body>"."""
+    first `clients` as a warm-up (one per connection, untimed), then the rest, timed, each
+    client on a fresh connection opened with `touch` (a cheap request, untimed) right before
+    the timed part: a connection left idle while the slowest warm-ups finished could pass the
+    server's keep-alive timeout (uvicorn's 5 s) and be closed under the first timed request.
+    `mark` is called (nothing in flight) just before the timed part and just after. Returns
+    every answer but the touches' as b"<status> <body>"."""
     warm, rest = requests[:clients], requests[clients:]
     shares = [rest[index::clients] for index in range(clients)]
     answers: list[bytes] = []
-    ready, warmed = asyncio.Event(), asyncio.Event()
+    warmed, touched, ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    touches: list[bytes] = []
 
     async def client(index: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             await _exchange(reader, writer, warm[index : index + 1], level, False, answers)
-            if len(answers) == len(warm):
-                warmed.set()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        if len(answers) == len(warm):
+            warmed.set()
+        await warmed.wait()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            await _exchange(reader, writer, [touch], level, False, touches)
+            if len(touches) == clients:
+                touched.set()
             await ready.wait()
             await _exchange(reader, writer, shares[index], level, True, answers)
         finally:
@@ -352,7 +380,7 @@ async def drive(
             await writer.wait_closed()
 
     tasks = [asyncio.create_task(client(index)) for index in range(clients)]
-    await warmed.wait()
+    await touched.wait()
     mark()
     started = time.perf_counter()
     ready.set()
@@ -360,6 +388,10 @@ async def drive(
     level.seconds = time.perf_counter() - started
     mark()
     return answers
+
+
+def raw_get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 
 
 def raw_post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -420,7 +452,7 @@ def outcomes(answers: list[bytes], level: Level, field_name: str) -> None:
 
 @dataclass
 class Service:
-    kind: str
+    name: str  # the database kind, and "(before)" for the baseline checkout's
     url: str
     port: int
     token: str
@@ -432,14 +464,15 @@ class Service:
 def measure_bare(port: int, destination: str, clients: int, count: int) -> Level:
     level = Level(clients)
     requests = bare_requests(destination, f"bare{clients}-{uuid.uuid4().hex[:6]}", clients + count)
-    outcomes(asyncio.run(drive(port, requests, clients, level)), level, "object")
+    touch = raw_get("/_bench/counts")
+    outcomes(asyncio.run(drive(port, requests, clients, level, touch)), level, "object")
     return level
 
 
 def measure_service(service: Service, sandbox: str, clients: int, count: int) -> Level:
     """Warm-up and timed requests are all payouts: all are checked afterwards."""
     level = Level(clients)
-    tag = f"{service.kind}{clients}-{uuid.uuid4().hex[:6]}"
+    tag = f"{service.name}{clients}-{uuid.uuid4().hex[:6]}"
     requests = payout_requests(service.token, list(service.merchants), tag, clients + count)
     seen: list[Counter[str]] = []
     used: list[float] = []
@@ -448,7 +481,8 @@ def measure_service(service: Service, sandbox: str, clients: int, count: int) ->
         seen.append(counts(sandbox))
         used.append(cpu_seconds(service.pid))
 
-    answers = asyncio.run(drive(service.port, requests, clients, level, mark))
+    touch = raw_get("/healthz")
+    answers = asyncio.run(drive(service.port, requests, clients, level, touch, mark))
     outcomes(answers, level, "status")
     level.cpu = used[1] - used[0]
     before, after = seen
@@ -518,7 +552,7 @@ def check(service: Service, sandbox: str) -> bool:
         and max(for_payouts.values(), default=1) == 1
     )
     print(
-        f"  {service.kind}: {completed:,} of {sent:,} payouts answered 201 completed; "
+        f"  {service.name}: {completed:,} of {sent:,} payouts answered 201 completed; "
         f"ledger {ledger}; sandbox transfers to these merchants {len(made):,} "
         f"({len(for_payouts):,} distinct payouts): {'ok' if ok else 'MISMATCH'}"
     )
@@ -528,7 +562,7 @@ def check(service: Service, sandbox: str) -> bool:
 
 
 def table(service: Service, bare: dict[int, Level]) -> None:
-    print(f"\n  {service.kind}:")
+    print(f"\n  {service.name}:")
     print(
         "  | clients | payouts/s | p50 ms | p99 ms | balance reads per payout "
         "| service CPU ms per payout | bare transfers/s | bare p99 ms | ratio |"
@@ -549,6 +583,57 @@ def table(service: Service, bare: dict[int, Level]) -> None:
         f"  goal p99 < 50 ms at {top.clients} clients: {top.percentile(0.99):.1f} ms, "
         f"{'met' if met else 'NOT met'}"
     )
+    # Little's law: `clients` requests always in flight, each answered within 50 ms, is
+    # clients / 0.05 s answered a second at the least.
+    base = bare[top.clients]
+    print(
+        f"  (Little's law: {top.clients} in flight answered within 50 ms needs "
+        f"{top.clients / 0.05:,.0f}/s or more; the bare sandbox alone does {base.rate:,.0f}/s "
+        f"with p99 {base.percentile(0.99):.1f} ms at {top.clients} clients)"
+    )
+
+
+def compare(after: Service, before: Service) -> None:
+    """The same run's figures of this checkout against the baseline's, level by level."""
+    print(f"\n  {after.name} against {before.name}, same run (after / before):")
+    print("  | clients | payouts/s | p50 | p99 | CPU per payout |")
+    print("  | --- | --- | --- | --- | --- |")
+    for new, old in zip(after.levels, before.levels, strict=True):
+        print(
+            f"  | {new.clients} | {old.rate:,.0f} -> {new.rate:,.0f} ({new.rate / old.rate:.2f}x) "
+            f"| {old.percentile(0.5):,.0f} -> {new.percentile(0.5):,.0f} ms "
+            f"| {old.percentile(0.99):,.0f} -> {new.percentile(0.99):,.0f} ms "
+            f"({new.percentile(0.99) / old.percentile(0.99):.2f}x) "
+            f"| {old.cpu / old.count * 1000:.1f} -> {new.cpu / new.count * 1000:.1f} ms "
+            f"({(new.cpu / new.count) / (old.cpu / old.count) - 1:+.0%}) |"
+        )
+
+
+def start_service(
+    stack: contextlib.ExitStack,
+    name: str,
+    kind: str,
+    root: Path,
+    sandbox: str,
+    args: argparse.Namespace,
+    logs: Path,
+    how: str | None,
+) -> Service:
+    """`reconciler serve` of the checkout `root` on a fresh database of `kind`, with its
+    merchants onboarded and funded, up until `stack` closes."""
+    url = stack.enter_context(database(kind, args.postgres_url))
+    token = asyncio.run(operator_token(url))
+    port = free_port()
+    serve = ["-m", "reconciler.cli", "serve", "--port", str(port)]
+    cores = SERVICE_CORES if how else None
+    log = logs / f"service-{name.replace(' ', '_')}.log"
+    env = service_env(url, sandbox, name, root)
+    pid = stack.enter_context(process(serve, env, port, cores, "/healthz", log, root))
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as api:
+        merchants = dict(onboard(api, sandbox, f"m{n}") for n in range(1, args.merchants + 1))
+    asyncio.run(fund(url, sandbox, list(merchants)))
+    return Service(name, url, port, token, pid, merchants)
 
 
 def main() -> None:
@@ -558,6 +643,13 @@ def main() -> None:
     parser.add_argument("--merchants", type=int, default=10)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), action="append")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run the service of this checkout (e.g. `git worktree add /tmp/before main`)"
+        " beside this one, on each database: before and after in one run",
+    )
     args = parser.parse_args()
     clients = [int(n) for n in args.clients.split(",")]
     requests = [int(n) for n in args.requests.split(",")]
@@ -591,23 +683,13 @@ def main() -> None:
         )
         destination = bare_account(sandbox)
         services: list[Service] = []
+        checkouts = [("", ROOT)] + ([(" (before)", args.before.resolve())] if args.before else [])
+        services: list[Service] = []
         for kind in kinds:
-            url = stack.enter_context(database(kind, args.postgres_url))
-            token = asyncio.run(operator_token(url))
-            port = free_port()
-            serve = ["-m", "reconciler.cli", "serve", "--port", str(port)]
-            cores = SERVICE_CORES if how else None
-            log = logs / f"service-{kind}.log"
-            env = service_env(url, sandbox, kind)
-            pid = stack.enter_context(process(serve, env, port, cores, "/healthz", log))
-            headers = {"authorization": f"Bearer {token}"}
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as api:
-                merchants = dict(
-                    onboard(api, sandbox, f"m{n}") for n in range(1, args.merchants + 1)
-                )
-            asyncio.run(fund(url, sandbox, list(merchants)))
-            services.append(Service(kind, url, port, token, pid, merchants))
-            print(f"  {kind}: {len(merchants)} merchants onboarded and funded")
+            for suffix, root in checkouts:
+                name = kind + suffix
+                services.append(start_service(stack, name, kind, root, sandbox, args, logs, how))
+                print(f"  {name}: {args.merchants} merchants onboarded and funded")
         bare: dict[int, Level] = {}
         for concurrency, count in zip(clients, requests, strict=True):
             print(f"  {concurrency} concurrent, {count:,} requests each")
@@ -616,7 +698,7 @@ def main() -> None:
             for service in services:
                 level = measure_service(service, sandbox, concurrency, count)
                 service.levels.append(level)
-                show(f"payouts ({service.kind})", level)
+                show(f"payouts ({service.name})", level)
                 print(
                     f"    ratio {level.rate / bare[concurrency].rate:.3f}; balance reads "
                     f"{level.balance_reads:,}, transfer creates {level.transfer_creates:,} "
@@ -627,6 +709,10 @@ def main() -> None:
         ok = all([check(service, sandbox) for service in services])
         for service in services:
             table(service, bare)
+        named = {service.name: service for service in services}
+        for service in services:
+            if (before := named.get(f"{service.name} (before)")) is not None:
+                compare(service, before)
     if not ok:
         raise SystemExit("payouts: a check failed")
 

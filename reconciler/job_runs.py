@@ -51,6 +51,26 @@ async def finish_run(
     )
 
 
+async def abandon_runs(conn: AsyncConnection, job: str, holder: str, now: datetime) -> int:
+    """End as failed the runs of `job` still marked running by instances other than `holder`,
+    which has just taken the job's lease: their owner stopped renewing it, so it died before
+    it could write their end. Returns how many."""
+    stale = select(job_runs.c.id, job_runs.c.started_at).where(
+        job_runs.c.job == job, job_runs.c.outcome == RUNNING, job_runs.c.owner != holder
+    )
+    abandoned = list(await conn.execute(stale))
+    for run_id, started_at in abandoned:
+        await finish_run(
+            conn,
+            int(run_id),
+            outcome=FAILED,
+            detail="abandoned: its instance stopped before the run finished",
+            now=now,
+            ms=max(0, round((now - started_at).total_seconds() * 1000)),
+        )
+    return len(abandoned)
+
+
 async def last_started(conn: Queryable, job: str) -> datetime | None:
     """When the newest run of `job` started, by any instance."""
     result = await conn.execute(

@@ -35,6 +35,7 @@ from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.refunds import RefundRequests
 from reconciler.paths.stale import StaleSweep
 from reconciler.ratelimit import TokenBucket
+from reconciler.reconcile.engine import Reconciler
 from scheduler.service import JobScheduler
 from scheduler.standard import standard_jobs
 
@@ -107,6 +108,8 @@ class Runtime:
     scheduler: JobScheduler
     # The events catch-up job: `await runtime.catch_up.run(now)`, on a schedule.
     catch_up: EventsCatchUp
+    # Reconcile runs: `runtime.reconciler.start(run_id)` after `queue_run`, or `await run(...)`.
+    reconciler: Reconciler
 
 
 @asynccontextmanager
@@ -159,6 +162,12 @@ async def open_runtime(
             livemode=settings.livemode,
             wake=worker.wake if worker else None,
         )
+        reconciler = Reconciler(
+            database,
+            gateway,
+            context,
+            stale_after=timedelta(seconds=settings.stale_after_seconds),
+        )
         scheduler = JobScheduler(
             database,
             standard_jobs(
@@ -172,10 +181,14 @@ async def open_runtime(
                     stale_after=timedelta(seconds=settings.stale_after_seconds),
                 ),
                 worker=worker,
+                reconciler=reconciler,
             ),
             lease=timedelta(seconds=settings.job_lease_seconds),
             metrics=metrics,
         )
+        # Runs this process started end `interrupted` (to be resumed) before anything they
+        # use closes; the scheduler, stopped first, stops its own run the same way.
+        resources.push_async_callback(reconciler.aclose)
         if settings.scheduler_enabled:
             # Stopped before the executor, the worker and the writer it calls into.
             resources.push_async_callback(scheduler.stop)
@@ -213,4 +226,5 @@ async def open_runtime(
             worker=worker,
             scheduler=scheduler,
             catch_up=catch_up,
+            reconciler=reconciler,
         )

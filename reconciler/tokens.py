@@ -42,6 +42,11 @@ class Principal:
     def is_staff(self) -> bool:
         return self.role in ("admin", "operator")
 
+    @property
+    def label(self) -> str:
+        """How records name this caller (who started a run, who resolved a discrepancy)."""
+        return f"{self.role}:{self.name}"[:100]
+
     def may_see(self, merchant_id: int) -> bool:
         """Whether this caller may read or act on the merchant's account."""
         return self.is_staff or self.merchant_id == merchant_id

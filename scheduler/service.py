@@ -5,7 +5,10 @@ A tick, in one write transaction: take the job's lease (`lease.take_lease`); che
 is due (no run of it, by any instance, started within half its period: two instances fire
 the same tick a moment apart); record the run as started. Then the job runs outside the
 transaction, and its end (succeeded with its summary, or failed with its error) is recorded.
-A job that raises is a failed run; the scheduler goes on with the next tick. Tests call
+A job that raises is a failed run; the scheduler goes on with the next tick. While a job
+runs, its instance keeps renewing the lease, so a run longer than the lease is not started
+again elsewhere; the instance that next takes a lease ends as failed the runs its dead
+holder left marked running. Tests call
 `tick(job, now)` with a clock of their own, or run the real scheduler on short intervals.
 """
 
@@ -24,7 +27,14 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from reconciler.db.engine import Database
-from reconciler.job_runs import FAILED, SUCCEEDED, finish_run, last_started, start_run
+from reconciler.job_runs import (
+    FAILED,
+    SUCCEEDED,
+    abandon_runs,
+    finish_run,
+    last_started,
+    start_run,
+)
 from reconciler.metrics import Metrics
 from reconciler.types import Clock, utcnow
 from scheduler.jobs import Job
@@ -85,11 +95,18 @@ class JobScheduler:
         async with self._database.write() as conn:
             if not await take_lease(conn, name, self.owner, started_at, self._lease):
                 return None
+            if abandoned := await abandon_runs(conn, name, self.owner, started_at):
+                logger.warning(
+                    "job %s: %d run(s) of a dead instance ended as failed", name, abandoned
+                )
             last = await last_started(conn, name)
             if last is not None and started_at - last < job.min_gap(started_at):
                 return None
             run_id = await start_run(conn, name, self.owner, started_at)
         began = time.perf_counter()
+        renewing = asyncio.get_running_loop().create_task(
+            self._keep_lease(name, started_at, began), name=f"lease:{name}"
+        )
         outcome, detail = FAILED, "stopped before it finished"
         try:
             detail = await job.run(started_at)
@@ -98,12 +115,31 @@ class JobScheduler:
             detail = describe(error)
             logger.warning("job %s failed: %s", name, detail)
         finally:
+            renewing.cancel()
             elapsed = time.perf_counter() - began
             # Shielded: a stop cancelling the job still gets its end written.
             await asyncio.shield(self._finish(run_id, outcome, detail, elapsed))
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
             if self._metrics is not None:
                 self._metrics.job_runs.labels(name, outcome).inc()
         return run_id
+
+    async def _keep_lease(self, name: str, started_at: datetime, began: float) -> None:
+        """Renew the job's lease every third of its length while the job runs. Times follow
+        the tick's own `now` (a test's clock as well as the wall clock)."""
+        every = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            at = started_at + timedelta(seconds=time.perf_counter() - began)
+            try:
+                async with self._database.write() as conn:
+                    kept = await take_lease(conn, name, self.owner, at, self._lease)
+            except Exception as error:  # the next renewal tries again
+                logger.warning("job %s: could not renew its lease: %s", name, describe(error))
+                continue
+            if not kept:
+                logger.warning("job %s: its lease passed to another instance while it ran", name)
 
     async def _finish(self, run_id: int, outcome: str, detail: str, elapsed: float) -> None:
         async with self._database.write() as conn:

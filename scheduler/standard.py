@@ -10,6 +10,7 @@ from reconciler.inbox.catchup import EventsCatchUp
 from reconciler.inbox.worker import InboxWorker
 from reconciler.paths.platform_balance import BalanceRefresher
 from reconciler.paths.stale import StaleSweep
+from reconciler.reconcile.engine import Reconciler
 from scheduler.jobs import Job, Tick
 
 PLATFORM_CURRENCY = "usd"
@@ -38,9 +39,11 @@ def standard_jobs(
     catch_up: EventsCatchUp,
     sweep: StaleSweep,
     worker: InboxWorker | None,
+    reconciler: Reconciler,
 ) -> list[Job]:
-    """The jobs of this instance. The inbox retries run only where events can be applied
-    (the inbox worker is on): an ingest-only instance never takes that job's lease."""
+    """The jobs of this instance. The inbox retries and the nightly reconcile run only where
+    events can be applied (the inbox worker is on): an ingest-only instance never takes
+    their leases."""
     jobs = [
         Job(
             "platform_balance",
@@ -53,4 +56,7 @@ def standard_jobs(
     ]
     if worker is not None:
         jobs.append(Job("inbox_retries", retry_inbox(worker), every=settings.inbox_retry_seconds))
+        # Resumes interrupted runs, then heals everything: it writes the ledger, so it runs
+        # where events are applied, not on an ingest-only instance.
+        jobs.append(Job("reconcile", reconciler.scheduled, cron=settings.reconcile_cron))
     return jobs

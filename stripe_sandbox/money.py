@@ -108,6 +108,7 @@ def add_transaction(
         "type": type_,
     }
     sb.store.add(txn)
+    _bucket(sb, txn["currency"])[txn["status"]] += txn["net"]
     if txn["status"] == "pending":
         sb.pending_transactions.append(txn["id"])
     elif txn["net"] > 0:
@@ -117,11 +118,12 @@ def add_transaction(
 
 def totals(sb: Sandbox) -> dict[str, dict[str, int]]:
     """Per currency: available and pending sums of `net`."""
-    result: dict[str, dict[str, int]] = {"usd": {"available": 0, "pending": 0}}
-    for txn in sb.store.newest_first("balance_transaction"):
-        bucket = result.setdefault(txn["currency"], {"available": 0, "pending": 0})
-        bucket[txn["status"]] += txn["net"]
-    return result
+    _bucket(sb, "usd")
+    return {currency: dict(sums) for currency, sums in sb.private.balance_totals.items()}
+
+
+def _bucket(sb: Sandbox, currency: str) -> dict[str, int]:
+    return sb.private.balance_totals.setdefault(currency, {"available": 0, "pending": 0})
 
 
 def available(sb: Sandbox, currency: str) -> int:
@@ -164,6 +166,9 @@ def settle(sb: Sandbox) -> bool:
         txn = sb.store.get("balance_transaction", txn_id)
         if txn["available_on"] <= now:
             txn["status"] = "available"
+            bucket = _bucket(sb, txn["currency"])
+            bucket["pending"] -= txn["net"]
+            bucket["available"] += txn["net"]
             moved = True
         else:
             still.append(txn_id)

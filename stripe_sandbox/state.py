@@ -56,6 +56,9 @@ class Private:
     account_links: dict[str, Obj] = field(default_factory=dict)
     return_urls: dict[str, str] = field(default_factory=dict)
     refund_queue: list[Obj] = field(default_factory=list)
+    # Per currency, the sums of `net` of the balance transactions available and pending, kept
+    # as transactions are added and settle (a balance read sums nothing, however many).
+    balance_totals: dict[str, dict[str, int]] = field(default_factory=dict)
     # When each refund was sent (succeeded): the Dashboard can cancel it for a while after.
     refund_sent_at: dict[str, float] = field(default_factory=dict)
     payout_transactions: dict[str, set[str]] = field(default_factory=dict)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, overload
 
-from .errors import invalid_request, missing
+from .errors import StripeError, invalid_request, missing
 from .forms import Params, get_dict, get_int, get_list
 
 Obj = dict[str, Any]
@@ -28,16 +28,66 @@ KIND_NAMES = {
 }
 
 
+class NewestFirst(Sequence[Obj]):
+    """The objects of one kind, newest first, as they were when asked for: a view, not a
+    copy, so a page of a list of 100k objects costs the page, not the list. Objects made
+    later are not in it (it keeps its length); one removed later still is (a removal
+    replaces the kind's order rather than changing it)."""
+
+    def __init__(self, objects: dict[str, Obj], ids: list[str], positions: dict[str, int]) -> None:
+        self._objects = objects
+        self._ids = ids
+        self._positions = positions
+        self._length = len(ids)
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Obj: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Obj]: ...
+
+    def __getitem__(self, index: int | slice) -> Obj | list[Obj]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._length))]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        return self._objects[self._ids[self._length - 1 - index]]
+
+    def __iter__(self) -> Iterator[Obj]:
+        for i in range(self._length - 1, -1, -1):
+            yield self._objects[self._ids[i]]
+
+    def __reversed__(self) -> Iterator[Obj]:
+        for i in range(self._length):
+            yield self._objects[self._ids[i]]
+
+    def index_of(self, object_id: Any) -> int | None:
+        """Where the object is in this view (0: the newest), or None if it is not."""
+        position = self._positions.get(object_id) if isinstance(object_id, str) else None
+        if position is None or position >= self._length:
+            return None
+        return self._length - 1 - position
+
+
 class Store:
     """Every object the sandbox has made, kept as the JSON Stripe would send."""
 
     def __init__(self) -> None:
         self._objects: dict[str, Obj] = {}
         self._order: dict[str, list[str]] = {}
+        # Per kind: each object's place in `_order`, so a list finds its cursor at once.
+        self._positions: dict[str, dict[str, int]] = {}
 
     def add(self, obj: Obj) -> Obj:
         self._objects[obj["id"]] = obj
-        self._order.setdefault(obj["object"], []).append(obj["id"])
+        order = self._order.setdefault(obj["object"], [])
+        self._positions.setdefault(obj["object"], {})[obj["id"]] = len(order)
+        order.append(obj["id"])
         return obj
 
     def find(self, object_id: str) -> Obj | None:
@@ -50,12 +100,20 @@ class Store:
         return obj
 
     def remove(self, object_id: str) -> None:
-        obj = self._objects.pop(object_id, None)
-        if obj is not None:
-            self._order[obj["object"]].remove(object_id)
+        obj = self._objects.get(object_id)
+        if obj is None:
+            return
+        # New containers, not changed ones: views handed out before keep what they showed.
+        # Removals are rare (an endpoint, a deleted account), so the copies cost little.
+        self._objects = dict(self._objects)
+        del self._objects[object_id]
+        order = [i for i in self._order[obj["object"]] if i != object_id]
+        self._order[obj["object"]] = order
+        self._positions[obj["object"]] = {i: n for n, i in enumerate(order)}
 
-    def newest_first(self, kind: str) -> list[Obj]:
-        return [self._objects[i] for i in reversed(self._order.get(kind, []))]
+    def newest_first(self, kind: str) -> Sequence[Obj]:
+        """A view (see `NewestFirst`): handlers filter it into lists of their own."""
+        return NewestFirst(self._objects, self._order.get(kind, []), self._positions.get(kind, {}))
 
     def count(self, kind: str) -> int:
         return len(self._order.get(kind, []))
@@ -114,7 +172,6 @@ def paginate(
             param="limit",
         )
     keep = created_filter(params)
-    rows = [obj for obj in items if keep(obj)]
     after = params.get("starting_after")
     before = params.get("ending_before")
     if after and before:
@@ -122,6 +179,10 @@ def paginate(
             "You may only specify one of these parameters: ending_before, starting_after.",
             param="ending_before",
         )
+    if isinstance(items, NewestFirst) and cursors is None:
+        page, has_more = _view_page(items, keep, limit, after, before)
+        return {"object": "list", "data": page, "has_more": has_more, "url": url}
+    rows = [obj for obj in items if keep(obj)]
     if after or before:
         order = {obj["id"]: i for i, obj in enumerate(rows if cursors is None else cursors)}
     if after:
@@ -143,10 +204,52 @@ def paginate(
 
 def _position(order: dict[str, int], object_id: Any, param: str) -> int:
     if object_id not in order:
-        raise invalid_request(
-            f"No such object: '{object_id}'", param=param, code="resource_missing"
-        )
+        raise _no_such_cursor(object_id, param)
     return order[object_id]
+
+
+def _no_such_cursor(object_id: Any, param: str) -> StripeError:
+    return invalid_request(f"No such object: '{object_id}'", param=param, code="resource_missing")
+
+
+def _view_page(
+    view: NewestFirst, keep: Callable[[Obj], bool], limit: int, after: Any, before: Any
+) -> tuple[list[Obj], bool]:
+    """The page `paginate` answers for a whole kind, found from the cursor's place rather
+    than by filtering every object: what a page costs does not grow with the list."""
+    if after:
+        cursor = _view_position(view, keep, after, "starting_after")
+        return _scan(view, keep, range(cursor + 1, len(view)), limit)
+    if before:
+        cursor = _view_position(view, keep, before, "ending_before")
+        newer, has_more = _scan(view, keep, range(cursor - 1, -1, -1), limit)
+        return newer[::-1], has_more
+    return _scan(view, keep, range(len(view)), limit)
+
+
+def _view_position(
+    view: NewestFirst, keep: Callable[[Obj], bool], object_id: Any, param: str
+) -> int:
+    position = view.index_of(object_id)
+    # As over a filtered list: the cursor must be one of the objects the filter keeps.
+    if position is None or not keep(view[position]):
+        raise _no_such_cursor(object_id, param)
+    return position
+
+
+def _scan(
+    view: NewestFirst, keep: Callable[[Obj], bool], indexes: range, limit: int
+) -> tuple[list[Obj], bool]:
+    """Up to `limit` objects `keep` keeps, in the order of `indexes`, and whether there are
+    more."""
+    found: list[Obj] = []
+    for index in indexes:
+        obj = view[index]
+        if keep(obj):
+            if len(found) == limit:
+                return found, True
+            found.append(obj)
+    return found, False
 
 
 def expand(store: Store, body: Obj, params: Params) -> Obj:

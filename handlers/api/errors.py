@@ -28,6 +28,7 @@ STATUS_OF_CODE = {
     "insufficient_platform_balance": 409,
     "refund_exceeds_payment": 409,
     "not_refundable": 409,
+    "replay_refused": 409,
     "unsupported_media_type": 415,
     "stripe_unavailable": 503,
     "database_unavailable": 503,

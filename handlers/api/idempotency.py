@@ -18,6 +18,19 @@ def idempotency_key(call: Call, digest_of: str, *, merchant_id: int) -> RequestK
     """The caller's `Idempotency-Key`, required on requests that move money. Keys belong to
     the merchant whose money it is (not the token: a client that rotates its token, or fails
     over to another, and retries must still get the first answer)."""
+    return _key(call, digest_of, scope=f"merchant:{merchant_id}")
+
+
+def optional_token_key(call: Call, digest_of: str) -> RequestKey | None:
+    """The caller's `Idempotency-Key` on a staff route that moves no merchant's money (a
+    reconcile run): welcome, not required, and scoped to the token, so two operators who
+    both pick "nightly" do not get each other's run."""
+    if call.request.headers.get("idempotency-key") is None:
+        return None
+    return _key(call, digest_of, scope=f"token:{call.principal.token_id}")
+
+
+def _key(call: Call, digest_of: str, *, scope: str) -> RequestKey:
     key = call.request.headers.get("idempotency-key", "").strip()
     if not key or len(key) > MAX_KEY:
         raise ApiError(
@@ -27,7 +40,7 @@ def idempotency_key(call: Call, digest_of: str, *, merchant_id: int) -> RequestK
             param="Idempotency-Key",
         )
     digest = hashlib.sha256(digest_of.encode()).hexdigest()
-    return RequestKey(scope=f"merchant:{merchant_id}", key=key, digest=digest)
+    return RequestKey(scope=scope, key=key, digest=digest)
 
 
 def optional_idempotency_key(call: Call, digest_of: str, *, merchant_id: int) -> RequestKey | None:

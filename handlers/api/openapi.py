@@ -37,7 +37,8 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": endpoint.idempotency_key == "required",
-                "description": "one per request, the same to retry it; scoped to the merchant",
+                "description": "one per request, the same to retry it; scoped to the merchant "
+                "whose money it moves (on staff routes that move none, to the token)",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
             }
         )

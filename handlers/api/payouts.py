@@ -91,19 +91,25 @@ async def _payout(tx: LedgerSession, call: Call, payout_id: int) -> Payout:
 async def create_payout(call: Call) -> tuple[int, PayoutAnswer]:
     body: PayoutCreate = call.body
     request = idempotency_key(call, body.model_dump_json(), merchant_id=body.account_id)
+    payout_requests = call.runtime.payouts
+    # One read: may this caller see the account, and did this key make a payout already?
     async with ledger_reader(call.runtime.database) as tx:
         await visible_merchant(tx, call.principal, body.account_id)
-    payout, new = await call.runtime.payouts.request(
-        merchant_id=body.account_id,
-        amount=body.amount,
-        currency=body.currency,
-        ledger=body.ledger,
-        request=request,
-    )
+        repeated = await payout_requests.made(tx, request)
+    if repeated is not None:
+        payout, new = repeated, False
+    else:
+        payout, new = await payout_requests.accept(
+            merchant_id=body.account_id,
+            amount=body.amount,
+            currency=body.currency,
+            ledger=body.ledger,
+            request=request,
+        )
     if new:
         await execute_accepted(call.runtime.executor.execute, payout.id)
-    async with ledger_reader(call.runtime.database) as tx:
-        payout = await tx.get(Payout, payout.id)
+        async with ledger_reader(call.runtime.database) as tx:
+            payout = await tx.get(Payout, payout.id)
     if payout.status in ("pending", "processing"):
         return 202, PayoutAnswer.of(payout)
     return (201 if new else 200), PayoutAnswer.of(payout)

@@ -6,7 +6,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from handlers.api import accounts, balances, connect, jobs, payments, payouts, refunds
+from handlers.api import (
+    accounts,
+    balances,
+    connect,
+    discrepancies,
+    events,
+    jobs,
+    payments,
+    payouts,
+    reconcile,
+    refunds,
+)
 from handlers.api.endpoints import Endpoint
 from handlers.api.openapi import openapi_document
 
@@ -19,6 +30,9 @@ ENDPOINTS: list[Endpoint] = [
     *refunds.ENDPOINTS,
     *balances.ENDPOINTS,
     *jobs.ENDPOINTS,
+    *reconcile.ENDPOINTS,
+    *discrepancies.ENDPOINTS,
+    *events.ENDPOINTS,
 ]
 DOCUMENT = openapi_document(ENDPOINTS, prefix=PREFIX)
 

@@ -9,6 +9,8 @@ disconnected their account (it cannot be paid out).
 
 from __future__ import annotations
 
+from typing import Any
+
 from reconciler.apply.context import ApplyContext
 from reconciler.ledger.balances import running_balances
 from reconciler.ledger.rows import Merchant
@@ -55,7 +57,7 @@ async def _follow_negative(
     cause: str,
 ) -> None:
     short = {currency: balance for currency, balance in balances.items() if balance < 0}
-    where = {"object_type": "merchant", "object_id": str(merchant.id)}
+    where: dict[str, Any] = {"object_type": "merchant", "object_id": str(merchant.id)}
     if not short:
         await resolve_discrepancy(
             tx,
@@ -85,7 +87,7 @@ async def _follow_owed(
     if merchant.connect_status != "deauthorized" or merchant.stripe_account_id is None:
         return
     owed = {currency: balance for currency, balance in balances.items() if balance > 0}
-    where = {"object_type": "account", "object_id": merchant.stripe_account_id}
+    where: dict[str, Any] = {"object_type": "account", "object_id": merchant.stripe_account_id}
     if not owed:
         await resolve_discrepancy(
             tx,

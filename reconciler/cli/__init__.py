@@ -16,7 +16,7 @@ from dataclasses import replace
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciler.cli import tokens
+from reconciler.cli import reconcile, tokens
 from reconciler.cli.events_table import format_events
 from reconciler.cli.worker import run_worker
 from reconciler.config import ConfigError, Secret, Settings
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     replay = event_commands.add_parser("replay", help="retry a failed or dead event now")
     replay.add_argument("event", help="Stripe event id (evt_...) or inbox row id")
+    reconcile.add_parser(commands)
     tokens.add_parser(commands)
     sandbox = commands.add_parser("sandbox", help="run the local Stripe sandbox")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -183,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_worker(settings))
         elif args.command == "events":
             print(asyncio.run(_events(settings, args)))
+        elif args.command == "reconcile":
+            return reconcile.main(settings, args)
         elif args.command == "tokens":
             print(asyncio.run(_guarded(tokens.run(settings, args))))
         elif args.command == "sandbox":

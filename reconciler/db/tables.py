@@ -382,8 +382,23 @@ reconcile_runs = Table(
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
     Column("duration_ms", Integer),
+    # The API request that queued it (caller, Idempotency-Key, digest): a retry queues no other.
+    Column("request_scope", String(64)),
+    Column("request_key", String(255)),
+    Column("request_digest", String(64)),
     CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')", "status_known"
     ),
     Index("ix_reconcile_runs_status", "status"),
+    Index("uq_reconcile_runs_request", "request_scope", "request_key", unique=True),
+)
+
+# The Stripe ids a reconcile run has seen so far (deleted when it ends): what the ledger holds
+# and no page showed is missing at Stripe. A table, not a set in memory, so a run's memory does
+# not grow with the objects it reads, and a resumed run still knows what it saw.
+reconcile_seen = Table(
+    "reconcile_seen",
+    metadata,
+    Column("run_id", Id, primary_key=True),
+    Column("object_id", String(255), primary_key=True),
 )

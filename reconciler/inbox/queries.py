@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.tables import inbox_events
@@ -24,9 +24,15 @@ class ReplayRefused(ReconcilerError):
     code = "replay_refused"
 
 
+# Row ids are 64-bit: a longer number names no row (and the database could not be asked).
+_MAX_ID = 2**63 - 1
+
+
 def _by_reference(reference: str) -> ColumnElement[bool]:
-    if reference.isdigit():
-        return inbox_events.c.id == int(reference)
+    # ASCII only: str.isdigit() says yes to "²", which int() refuses.
+    if reference.isascii() and reference.isdigit():
+        row_id = int(reference)
+        return inbox_events.c.id == row_id if row_id <= _MAX_ID else false()
     return inbox_events.c.stripe_event_id == reference
 
 
@@ -69,12 +75,19 @@ async def find(conn: AsyncConnection, reference: str) -> InboxSummary:
 
 
 async def list_events(
-    conn: AsyncConnection, *, status: str | None = None, limit: int = 100
+    conn: AsyncConnection,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    starting_after: int | None = None,
 ) -> list[InboxSummary]:
-    """Newest first, optionally only one status."""
+    """Newest first, optionally only one status; after `starting_after` (a row id) for the
+    next page."""
     query = select(*_SUMMARY_COLUMNS).order_by(inbox_events.c.id.desc()).limit(limit)
     if status is not None:
         query = query.where(inbox_events.c.status == status)
+    if starting_after is not None:
+        query = query.where(inbox_events.c.id < starting_after)
     return [InboxSummary(**row._asdict()) for row in await conn.execute(query)]
 
 

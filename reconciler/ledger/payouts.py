@@ -25,7 +25,7 @@ from reconciler.ledger import accounts, journal
 from reconciler.ledger.balances import merchant_balance
 from reconciler.ledger.merchants import can_receive_transfers
 from reconciler.ledger.requests import NO_REQUEST, RequestKey
-from reconciler.ledger.rows import Payout
+from reconciler.ledger.rows import Merchant, Payout
 from reconciler.ledger.session import LedgerSession
 from reconciler.ledger.transitions import PAYOUT, PAYOUT_RELEASED, Decision
 from reconciler.money import check_currency, check_positive
@@ -59,9 +59,23 @@ async def reserve_payout(
         raise InsufficientBalance(
             f"merchant {merchant_id} balance {balance} does not cover payout {amount}"
         )
+    return (await book_payout(tx, merchant, amount, currency, now=now, request=request)).id
+
+
+async def book_payout(
+    tx: LedgerSession,
+    merchant: Merchant,
+    amount: int,
+    currency: str,
+    *,
+    now: datetime,
+    request: RequestKey | None = None,
+) -> Payout:
+    """The pending payout row and its journal entry (the amount leaves the merchant's
+    balance), and nothing else: the caller has locked the merchant and made every check."""
     payout = await tx.insert(
         Payout,
-        merchant_id=merchant_id,
+        merchant_id=merchant.id,
         stripe_transfer_id=None,
         destination=merchant.stripe_account_id,
         currency=currency,
@@ -73,20 +87,19 @@ async def reserve_payout(
         updated_at=now,
         **(request.columns() if request else NO_REQUEST),
     )
-    payout_id = payout.id
     tx.post(
-        f"payout:{payout_id}:reserved",
+        f"payout:{payout.id}:reserved",
         "payout_reserved",
         journal.two_legs(
-            debit_account=accounts.merchant_payable(merchant_id),
+            debit_account=accounts.merchant_payable(merchant.id),
             credit_account=accounts.PAYOUTS_IN_FLIGHT,
             amount=amount,
             currency=currency,
         ),
         now=now,
-        merchant_id=merchant_id,
+        merchant_id=merchant.id,
     )
-    return payout_id
+    return payout
 
 
 async def get_payout(tx: LedgerSession, payout_id: int) -> Payout:

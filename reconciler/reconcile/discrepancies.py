@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import func, text, update
 
 from reconciler.db.dialect import insert_for
 from reconciler.db.tables import discrepancies
@@ -29,7 +29,15 @@ KINDS = (
     "unsupported_currency",
     "negative_platform_balance",
     "refund_waiting_for_funds",
+    # Found by reconcile runs (reconciler/reconcile/compare.py says what each means).
+    "fee_mismatch",
+    "journal_invariant_broken",
+    "refund_stuck_pending",
 )
+# How a discrepancy ended (`resolved_how`): a run applied Stripe's truth (healed), a person
+# resolved it (operator), a run looked and no longer saw it (cleared), the path that opened
+# it saw it end (ended).
+HEALED, OPERATOR, CLEARED, ENDED = "healed", "operator", "cleared", "ended"
 
 
 async def record_discrepancy(
@@ -44,10 +52,12 @@ async def record_discrepancy(
     merchant_id: int | None = None,
     ledger_value: Any = None,
     stripe_value: Any = None,
+    run_id: int | None = None,
 ) -> None:
     """Open a discrepancy, or, if the same one is open, bring it up to date: what it says and
     the values it compares are the latest seen (a merchant owed more since, a payment booked
-    since it was first reported), `created_at` stays when it was first seen."""
+    since it was first reported), `created_at` stays when it was first seen, `last_seen_at`
+    is now. `run_id`: the reconcile run that saw it (its first, and now its last)."""
     if kind not in KINDS:
         raise ValueError(f"unknown discrepancy kind {kind!r}")
     statement = insert_for(conn, discrepancies).values(
@@ -62,6 +72,9 @@ async def record_discrepancy(
         detected_by=detected_by,
         created_at=now,
         updated_at=now,
+        last_seen_at=now,
+        first_run_id=run_id,
+        last_run_id=run_id,
     )
     seen = statement.excluded
     await conn.execute(
@@ -74,6 +87,10 @@ async def record_discrepancy(
                 "stripe_value": seen.stripe_value,
                 "detected_by": seen.detected_by,
                 "updated_at": seen.updated_at,
+                "last_seen_at": seen.last_seen_at,
+                # Seen by a path outside a run: the run that last saw it stays named.
+                "last_run_id": func.coalesce(seen.last_run_id, discrepancies.c.last_run_id),
+                "first_run_id": func.coalesce(discrepancies.c.first_run_id, seen.first_run_id),
             },
         )
     )
@@ -88,6 +105,8 @@ async def resolve_discrepancy(
     resolution: str,
     resolved_by: str,
     now: datetime,
+    how: str = ENDED,
+    run_id: int | None = None,
 ) -> bool:
     """Close the open discrepancy of this kind and object, if there is one, saying what ended
     it. Returns whether one was open. For differences that end by themselves (a refund that
@@ -108,6 +127,8 @@ async def resolve_discrepancy(
             resolved_by=resolved_by,
             resolved_at=now,
             updated_at=now,
+            resolved_how=how,
+            resolved_run_id=run_id,
         )
     )
     return bool(result.rowcount)

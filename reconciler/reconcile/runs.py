@@ -15,7 +15,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from reconciler.db.tables import reconcile_runs
+from reconciler.db.dialect import insert_for
+from reconciler.db.tables import merchants, reconcile_runs
+from reconciler.errors import IdempotencyConflict, NotFound
+from reconciler.ledger.requests import RequestKey
 from reconciler.reconcile.scope import Scope
 from reconciler.types import Queryable
 
@@ -54,21 +57,73 @@ class ReconcileRun:
         return self.status in (SUCCEEDED, FAILED)
 
 
+async def check_scope(conn: Queryable, scope: Scope) -> None:
+    """`NotFound` when the scope names a merchant there is none of: a run of nothing is a
+    mistake to say at once, not an empty success later."""
+    if scope.account_id is None:
+        return
+    known = await conn.execute(select(merchants.c.id).where(merchants.c.id == scope.account_id))
+    if known.first() is None:
+        raise NotFound(f"no account {scope.account_id}")
+
+
+def _queued(scope: Scope, *, dry_run: bool, started_by: str, now: datetime) -> dict[str, Any]:
+    return {
+        "scope": scope.to_json(),
+        "dry_run": dry_run,
+        "started_by": started_by,
+        "status": QUEUED,
+        "created_at": now,
+    }
+
+
 async def queue_run(
     conn: Queryable, scope: Scope, *, dry_run: bool, started_by: str, now: datetime
 ) -> int:
     result = await conn.execute(
         reconcile_runs.insert()
-        .values(
-            scope=scope.to_json(),
-            dry_run=dry_run,
-            started_by=started_by,
-            status=QUEUED,
-            created_at=now,
-        )
+        .values(_queued(scope, dry_run=dry_run, started_by=started_by, now=now))
         .returning(reconcile_runs.c.id)
     )
     return int(result.scalar_one())
+
+
+async def queue_requested_run(
+    conn: Queryable,
+    scope: Scope,
+    *,
+    dry_run: bool,
+    started_by: str,
+    now: datetime,
+    request: RequestKey,
+) -> tuple[int, bool]:
+    """Queue a run for an API request with an Idempotency-Key: the run's id, and whether it
+    is new. A repeat of the request answers with the run it queued; the same key for another
+    request is `IdempotencyConflict`. The unique index decides, so two at once queue one."""
+    statement = insert_for(conn, reconcile_runs).values(
+        **_queued(scope, dry_run=dry_run, started_by=started_by, now=now), **request.columns()
+    )
+    inserted = await conn.execute(
+        statement.on_conflict_do_nothing(index_elements=["request_scope", "request_key"]).returning(
+            reconcile_runs.c.id
+        )
+    )
+    run_id = inserted.scalar_one_or_none()
+    if run_id is not None:
+        return int(run_id), True
+    found = await conn.execute(
+        select(reconcile_runs.c.id, reconcile_runs.c.request_digest).where(
+            reconcile_runs.c.request_scope == request.scope,
+            reconcile_runs.c.request_key == request.key,
+        )
+    )
+    earlier = found.one()
+    if earlier.request_digest != request.digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {request.key!r} was used for another request (reconcile run "
+            f"{earlier.id}): use a new key for a new run"
+        )
+    return int(earlier.id), False
 
 
 async def get_run(conn: Queryable, run_id: int) -> ReconcileRun | None:

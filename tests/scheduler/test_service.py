@@ -13,8 +13,10 @@ from reconciler.config import Secret
 from reconciler.db.engine import Database
 from reconciler.db.tables import job_runs
 from reconciler.gateway import StripeGateway, call_priority
+from reconciler.job_runs import start_run
 from reconciler.ratelimit import Priority
 from scheduler.jobs import Job
+from scheduler.lease import take_lease
 from scheduler.service import JobScheduler
 
 LEASE = timedelta(seconds=30)
@@ -66,6 +68,55 @@ async def test_a_dead_owners_job_passes_on_when_its_lease_runs_out(
     assert await second.tick("sweep", now + timedelta(seconds=20)) is None
     assert await second.tick("sweep", now + LEASE) is not None
     assert [owner for _, owner, _, _ in await runs(db)] == ["a", "b"]
+
+
+async def test_the_run_a_dead_owner_left_running_ends_failed_when_its_job_passes_on(
+    db: Database, now: datetime
+) -> None:
+    work = Counting()
+    jobs = [Job("sweep", work, every=10)]
+    first = JobScheduler(db, jobs, lease=LEASE, owner="a")
+    second = JobScheduler(db, jobs, lease=LEASE, owner="b")
+    # "a" is killed mid-run: its run is recorded started, never finished.
+    async with db.write() as conn:
+        await start_run(conn, "sweep", "a", now)
+        await take_lease(conn, "sweep", "a", now, LEASE)
+    assert await second.tick("sweep", now + timedelta(seconds=10)) is None
+    assert await runs(db) == [("sweep", "a", "running", None)]
+    assert await second.tick("sweep", now + LEASE) is not None
+    assert await runs(db) == [
+        ("sweep", "a", "failed", "abandoned: its instance stopped before the run finished"),
+        ("sweep", "b", "succeeded", "call 1"),
+    ]
+    async with db.read() as conn:
+        result = await conn.execute(select(job_runs.c.duration_ms).order_by(job_runs.c.id))
+        assert result.scalars().first() == LEASE.total_seconds() * 1000
+    # Its own runs are not another's to end.
+    assert await first.tick("sweep", now + LEASE + timedelta(seconds=10)) is None
+
+
+async def test_a_run_longer_than_its_lease_keeps_it(db: Database) -> None:
+    lease = timedelta(seconds=0.3)
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def long_job(at: datetime) -> str:
+        if started.is_set():  # a second run, which must not happen (and must not hang)
+            return "again"
+        started.set()
+        await finish.wait()
+        return "done"
+
+    jobs = [Job("long", long_job, every=0.2)]
+    first = JobScheduler(db, jobs, lease=lease, owner="a")
+    second = JobScheduler(db, jobs, lease=lease, owner="b")
+    running = asyncio.create_task(first.tick("long"))
+    await started.wait()
+    # Three lease lengths later, the job is due again, but "a" still holds its lease.
+    await asyncio.sleep(0.9)
+    assert await second.tick("long") is None
+    finish.set()
+    assert await running is not None
+    assert [(owner, outcome) for _, owner, outcome, _ in await runs(db)] == [("a", "succeeded")]
 
 
 async def test_a_job_that_raises_is_a_failed_run_and_the_next_tick_runs(

@@ -19,6 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from handlers._runtime import app_runtime
 from handlers.api.routes import DOCUMENT
 from handlers.app import create_app
 from reconciler.config import Secret, Settings
@@ -29,6 +30,7 @@ from reconciler.tokens import create_token
 from reconciler.types import utcnow
 from stripe_sandbox import run_sandbox_sync
 from stripe_sandbox.server import ServerThread
+from tests.fake_reconciler import FakeReconciler, install
 from tests.handlers.api.conftest import API_KEY
 from tests.stripe_world import TEST_RATE_BURST, TEST_RATE_LIMIT
 
@@ -74,7 +76,10 @@ def caller(database_url: str) -> Iterator[Caller]:
             inbox_worker_enabled=False,
         )
         server = ServerThread()
-        server.start(create_app(settings))
+        app = create_app(settings)
+        server.start(app)
+        # POST /reconcile starts runs on the TEST FAKE engine (it only records them).
+        install(app_runtime(app), FakeReconciler())
         try:
             yield Caller(server.url, token)
         finally:

@@ -33,3 +33,4 @@ def test_money_moving_routes_document_their_idempotency_key() -> None:
     assert header("/api/v1/payouts")["required"] is True
     assert header("/api/v1/payments/{payment_id}/refunds")["required"] is True
     assert header("/api/v1/payments")["required"] is False
+    assert header("/api/v1/reconcile")["required"] is False

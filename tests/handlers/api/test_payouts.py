@@ -10,13 +10,14 @@ import httpx
 
 from reconciler.apply import apply_object
 from reconciler.apply.context import ApplyContext
-from reconciler.errors import InsufficientBalance, InsufficientPlatformBalance
+from reconciler.errors import ConnectNotReady, InsufficientBalance, InsufficientPlatformBalance
 from reconciler.ledger.balances import check_balance_invariant, merchant_balance
 from reconciler.ledger.payouts import advance_payout, reserve_payout
 from reconciler.ledger.requests import RequestKey
 from reconciler.ledger.rows import Payment
 from reconciler.ledger.session import ledger_reader, ledger_session
 from reconciler.money import FeeSchedule
+from reconciler.paths.payouts import Asked
 from reconciler.types import utcnow
 from tests.handlers.api.conftest import Api
 from tests.handlers.api.test_connect import connect, walk_onboarding
@@ -234,9 +235,42 @@ def test_a_hundred_payouts_racing_for_a_merchants_balance(api: Api) -> None:
 
     outcomes = api.run(race)
     assert outcomes.count("accepted") == 25
+    # Decided together (group commit), each against the balance the ones before it left.
+    assert api.runtime.payouts.accepting.batches < 100
     api.run(api.runtime.executor.run_once)
     assert len(transfers(api, stripe_account)) == 25
     assert balance(api, account) == 0
+
+
+def test_requests_decided_together_each_get_their_own_answer(api: Api) -> None:
+    """A merchant with no connected account is refused for that, beside another merchant's
+    payouts accepted in the same transaction, and one over its balance refused for that."""
+    account, _ = onboarded(api)
+    pay(api, account, 10000)
+    unconnected = api.account(api.token("operator"), "Unconnected")
+
+    async def together() -> list[object]:
+        platform = await api.runtime.balances.refresh("usd")
+        asked = [(account, 4000), (unconnected, 1000), (account, 4000), (account, 4000)]
+        # Submitted at once, as requests past their balance refresh: one batch.
+        return await asyncio.gather(
+            *(
+                api.runtime.payouts.accepting.submit(Asked(merchant, amount, "usd", None, platform))
+                for merchant, amount in asked
+            ),
+            return_exceptions=True,
+        )
+
+    before = api.runtime.payouts.accepting.batches
+    first, refused, second, over = api.run(together)
+    assert api.runtime.payouts.accepting.batches == before + 1
+    assert isinstance(refused, ConnectNotReady) and "Settings" in str(refused)
+    assert isinstance(over, InsufficientBalance) and "balance 2000" in str(over)
+    assert [(p.amount, p.status, new) for p, new in (first, second)] == [  # type: ignore[misc]
+        (4000, "pending", True),
+        (4000, "pending", True),
+    ]
+    assert balance(api, account) == 2000
 
 
 def test_two_merchants_cannot_both_spend_the_platforms_last_dollars(api: Api) -> None:
