@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.balance
-	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ingest_peers
 	$(BIN)/python -m bench.payouts
 	$(BIN)/python -m bench.reconcile
 

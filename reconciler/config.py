@@ -246,11 +246,7 @@ class Settings:
         read = _Reader(os.environ if environ is None else environ, file_values)
         # The field defaults above are the only ones: every variable left unset takes its own.
         default = cls()
-        database_url = read.string("DATABASE_URL", default.database_url)
-        if not database_url.startswith(("sqlite", "postgresql")):
-            raise ConfigError(
-                "DATABASE_URL must be a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL"
-            )
+        database_url = database_url_with_driver(read.string("DATABASE_URL", default.database_url))
         api_base = read.string("STRIPE_API_BASE", default.stripe_api_base or "") or None
         if api_base is not None and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
@@ -339,6 +335,29 @@ class Settings:
                 f"got {rate_burst}"
             )
         return settings
+
+
+# The scheme a user (or Heroku, or `psql`) writes, and the async driver this service uses for it.
+_URL_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def database_url_with_driver(url: str) -> str:
+    """`url` with the driver the service uses: `postgres://` and `postgresql://` (what libpq
+    and most hosting providers hand out) mean asyncpg, `sqlite:///` means aiosqlite."""
+    scheme, sep, rest = url.partition("://")
+    driver = _URL_DRIVERS.get(scheme.lower()) if sep else None
+    if driver is None:
+        raise ConfigError(
+            "DATABASE_URL must be a postgres://, postgresql:// (postgresql+asyncpg://) or "
+            "sqlite:/// (sqlite+aiosqlite:///) URL"
+        )
+    return f"{driver}://{rest}"
 
 
 def _page_size(value: int) -> int:

@@ -3,6 +3,8 @@ so that each app built in a test process counts for itself."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # What a webhook delivery came to; every request ends in exactly one of these.
@@ -28,6 +30,8 @@ class Metrics:
             ["endpoint", "outcome"],
             registry=self.registry,
         )
+        # `labels()` takes a lock and builds a key on every call; a delivery costs one lookup.
+        self._delivery_counters: dict[tuple[str, str], Any] = {}
         self.inbox_depth = Gauge(
             "reconciler_inbox_depth",
             "Inbox events not yet applied (received, processing or failed).",
@@ -84,3 +88,12 @@ class Metrics:
             ["job"],
             registry=self.registry,
         )
+
+    def delivery(self, endpoint: str, outcome: str) -> None:
+        """Count one webhook delivery."""
+        counter = self._delivery_counters.get((endpoint, outcome))
+        if counter is None:
+            counter = self._delivery_counters[endpoint, outcome] = self.deliveries.labels(
+                endpoint, outcome
+            )
+        counter.inc()

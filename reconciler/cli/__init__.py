@@ -124,7 +124,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         # interpreter lock for a moment between statements; by default a busy event loop keeps
         # it up to 5 ms each time, and every webhook waits on those handoffs.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+        # uvicorn's access line per request is off: the app logs its own (`handlers.access_log`,
+        # and for webhook deliveries a line counting them, `handlers._delivery_log`).
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level, access_log=False)
 
 
 @contextlib.contextmanager

@@ -7,32 +7,37 @@ awaits (pool checkout, BEGIN, INSERT, fetch, COMMIT, reset), and under load each
 behind every request the event loop has in hand. Here a batch is one step:
 - PostgreSQL: one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING` on a
   dedicated asyncpg connection, outside any explicit transaction: a single statement commits
-  by itself, all rows or none, and its answer says which events were new.
-- SQLite: `BEGIN IMMEDIATE; INSERT ... json_each(...) ... RETURNING; COMMIT` on a dedicated
-  sqlite3 connection, run whole in a thread of its own, after taking the process's place in
-  the queue for the write lock (`Database.writing`).
-The statement and its parameters are `db.bulk`'s, so rows are written exactly as through
-SQLAlchemy. Any other database goes through the engine (`inserts.insert_events`).
+  by itself, all rows or none, and its answer says which events were new. Only what differs
+  between events goes in as arrays (eight of them); the batch's time once, and the columns that
+  follow from it (or from an event being ignored) are spelled in the statement. The statement
+  is prepared once per connection (asyncpg's statement cache).
+- SQLite: `BEGIN IMMEDIATE`, the highest row id, one prepared `INSERT ... ON CONFLICT DO
+  NOTHING` run over every row (sqlite3's executemany, a loop in C), the events of the rows
+  above that id (the new ones: the write lock is ours), `COMMIT`, all in a thread of its own on
+  a dedicated sqlite3 connection, after taking the process's place in the queue for the write
+  lock (`Database.writing`).
+The rows are exactly those `inserts.row_values` describes and SQLAlchemy would write
+(`tests/reconciler/inbox/test_group_commit.py` compares them). Any other database goes through
+the engine (`inserts.insert_events`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import make_url
 
-from reconciler.db.bulk import new_rows_parameters, new_rows_statement
 from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database, configure_sqlite_connection
 from reconciler.db.tables import inbox_events
-from reconciler.inbox.events import NewEvent
-from reconciler.inbox.inserts import UNIQUE_COLUMN, insert_events, row_values
+from reconciler.inbox.events import IGNORED, RECEIVED, NewEvent
+from reconciler.inbox.inserts import UNIQUE_COLUMN, insert_events
 
 
 class GroupCommit(Protocol):
@@ -45,13 +50,62 @@ class GroupCommit(Protocol):
     async def close(self) -> None: ...
 
 
-def _statement(
-    dialect: Dialect, events: Sequence[NewEvent], now: datetime, placeholder: Callable[[int], str]
-) -> tuple[str, list[Any]]:
-    rows = [row_values(event, now) for event in events]
-    columns = [inbox_events.c[name] for name in rows[0]]
-    sql = new_rows_statement(inbox_events, columns, dialect, UNIQUE_COLUMN, placeholder)
-    return sql, new_rows_parameters(columns, rows, dialect)
+_COLUMNS = (
+    "stripe_event_id, endpoint, event_type, livemode, account, stripe_created, payload, "
+    "status, attempts, next_attempt_at, locked_until, last_error, received_at, processed_at"
+)
+# $9 is the batch's time; `reason` an ignored event's (null for the others).
+_POSTGRES_INSERT = f"""\
+INSERT INTO inbox_events ({_COLUMNS})
+SELECT id, endpoint, type, livemode, account, created, payload,
+       CASE WHEN reason IS NULL THEN '{RECEIVED}' ELSE '{IGNORED}' END, 0,
+       $9::timestamptz, NULL, reason, $9::timestamptz,
+       CASE WHEN reason IS NULL THEN NULL ELSE $9::timestamptz END
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::boolean[], $5::varchar[],
+            $6::bigint[], $7::text[], $8::text[])
+     AS new (id, endpoint, type, livemode, account, created, payload, reason)
+ON CONFLICT ({UNIQUE_COLUMN}) DO NOTHING RETURNING {UNIQUE_COLUMN}"""
+_SQLITE_INSERT = (
+    f"INSERT INTO inbox_events ({_COLUMNS}) VALUES ({', '.join('?' * 14)}) "
+    f"ON CONFLICT ({UNIQUE_COLUMN}) DO NOTHING"
+)
+
+
+def _postgres_parameters(events: Sequence[NewEvent], now: datetime) -> list[Any]:
+    return [
+        [event.stripe_event_id for event in events],
+        [event.endpoint for event in events],
+        [event.event_type for event in events],
+        [event.livemode for event in events],
+        [event.account for event in events],
+        [event.stripe_created for event in events],
+        [event.payload for event in events],
+        [event.ignored_reason or None for event in events],
+        now.astimezone(UTC),
+    ]
+
+
+def _sqlite_rows(events: Sequence[NewEvent], at: object) -> list[tuple[Any, ...]]:
+    """`at`: the batch's time as the column type writes it on SQLite."""
+    return [
+        (
+            event.stripe_event_id,
+            event.endpoint,
+            event.event_type,
+            event.livemode,
+            event.account,
+            event.stripe_created,
+            event.payload,
+            IGNORED if event.ignored_reason else RECEIVED,
+            0,
+            at,
+            None,
+            event.ignored_reason,
+            at,
+            at if event.ignored_reason else None,
+        )
+        for event in events
+    ]
 
 
 class EngineCommit:
@@ -79,12 +133,12 @@ class PostgresCommit:
     async def commit(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
         if not events:
             return set()
-        sql, parameters = _statement(self._dialect, events, now, lambda i: f"${i + 1}")
+        parameters = _postgres_parameters(events, now)
         try:
             if self._conn is None:
                 args, kwargs = self._dialect.create_connect_args(self._database.engine.url)
                 self._conn = await asyncpg.connect(*args, **kwargs)
-            return {row[0] for row in await self._conn.fetch(sql, *parameters)}
+            return {row[0] for row in await self._conn.fetch(_POSTGRES_INSERT, *parameters)}
         except BaseException:
             await self.close()  # a fresh connection for the next batch
             raise
@@ -101,19 +155,20 @@ class SqliteCommit:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._path = str(make_url(database.url).database)
-        self._dialect = database.dialect
+        column = inbox_events.c.received_at
+        self._time = column.type.dialect_impl(database.dialect).bind_processor(database.dialect)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-commit")
         self._conn: sqlite3.Connection | None = None
 
     async def commit(self, events: Sequence[NewEvent], now: datetime) -> set[str]:
         if not events:
             return set()
-        sql, parameters = _statement(self._dialect, events, now, lambda i: "?")
+        rows = _sqlite_rows(events, self._time(now) if self._time else now)
         loop = asyncio.get_running_loop()
         async with self._database.writing():
-            return await loop.run_in_executor(self._thread, self._commit, sql, parameters)
+            return await loop.run_in_executor(self._thread, self._commit, rows)
 
-    def _commit(self, sql: str, parameters: list[Any]) -> set[str]:
+    def _commit(self, rows: list[tuple[Any, ...]]) -> set[str]:
         if self._conn is None:
             conn = sqlite3.connect(
                 self._path,
@@ -126,7 +181,15 @@ class SqliteCommit:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            new = {row[0] for row in conn.execute(sql, parameters).fetchall()}
+            # Ids only grow, and no one else writes until COMMIT: rows above it are this batch's.
+            (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM inbox_events").fetchone()
+            conn.executemany(_SQLITE_INSERT, rows)
+            new = {
+                stripe_id
+                for (stripe_id,) in conn.execute(
+                    f"SELECT {UNIQUE_COLUMN} FROM inbox_events WHERE id > ?", (top,)
+                )
+            }
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

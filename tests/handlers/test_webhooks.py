@@ -173,7 +173,13 @@ def test_webhook_body_of_exactly_one_mebibyte_is_accepted(client: TestClient) ->
     assert post(client, body, sign(body, PLATFORM_SECRET))[0] == 200
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"id": "evt_1"}', b"\xff\xfe"])
+# The last: the envelope is fine, the object inside (skipped, never decoded) is not JSON.
+BROKEN_INSIDE = b'{"id":"evt_1","type":"a.b","livemode":false,"created":1,"data":{"object":nul}}'
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b'{"id": "evt_1"}', b"\xff\xfe", BROKEN_INSIDE]
+)
 def test_webhook_signed_but_not_an_event_is_400(client: TestClient, body: bytes) -> None:
     now = int(time.time())  # signed byte for byte (the SDK's signer wants text)
     header = f"t={now},v1={compute_signature(PLATFORM_SECRET, now, body)}"
@@ -261,3 +267,42 @@ def test_webhook_database_unavailable_is_503(client: TestClient) -> None:
     assert rows(client) == []
     # Stripe retries: the same delivery now lands.
     assert post(client, body, sign(body, PLATFORM_SECRET)) == (200, {"status": "stored"})
+
+
+def test_webhook_accepted_deliveries_are_counted_in_a_line_not_a_line_each(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bodies = [body_of(snapshot_event(f"evt_log_{n}")) for n in range(3)]
+    app = create_app(settings_for(database_url))
+    with caplog.at_level(logging.INFO), TestClient(app) as client:
+        for body in [*bodies, bodies[0]]:
+            assert post(client, body, sign(body, PLATFORM_SECRET))[0] == 200
+    # Told at once after a quiet spell, then at most every 10 s; the rest when the app stops.
+    lines = [r.getMessage() for r in caplog.records if "webhook deliveries over" in r.getMessage()]
+    counted: dict[str, int] = {}
+    for line in lines:
+        for part in line.split("platform ", 1)[1].split():
+            outcome, _, count = part.partition("=")
+            counted[outcome] = counted.get(outcome, 0) + int(count)
+    assert counted == {"stored": 3, "duplicate": 1}
+    assert 1 <= len(lines) <= 2
+    logged = caplog.text
+    assert "evt_log_" not in logged and "POST /webhooks" not in logged
+
+
+def test_webhook_other_methods_are_answered_as_by_any_route(client: TestClient) -> None:
+    response = client.get(PLATFORM_URL)
+    assert (response.status_code, response.text) == (405, "Method Not Allowed")
+    assert rows(client) == []
+
+
+def test_requests_other_than_deliveries_get_an_access_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="handlers.access"):
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/nowhere").status_code == 404
+    assert [r.getMessage().rsplit(" ", 1)[0] for r in caplog.records] == [
+        "GET /healthz 200",
+        "GET /nowhere 404",
+    ]

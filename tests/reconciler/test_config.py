@@ -17,6 +17,21 @@ def test_defaults_need_no_environment_at_all() -> None:
     assert not settings.livemode
 
 
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgres://u@db:5432/app", "postgresql+asyncpg://u@db:5432/app"),
+        ("postgresql://u:pw@db/app", "postgresql+asyncpg://u:pw@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("sqlite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+    ],
+)
+def test_database_url_as_users_write_it_gets_the_async_driver(given: str, used: str) -> None:
+    settings = Settings.from_environ({"DATABASE_URL": given}, env_file=None)
+    assert settings.database_url == used
+
+
 def test_values_are_typed_and_secrets_never_print() -> None:
     settings = Settings.from_environ(
         {
@@ -47,6 +62,8 @@ def test_values_are_typed_and_secrets_never_print() -> None:
         ({"STRIPE_API_KEY": "pk_test_123"}, "STRIPE_API_KEY must start with"),
         ({"STRIPE_WEBHOOK_SECRETS": "whsec_a,oops"}, "STRIPE_WEBHOOK_SECRETS: secret #2"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be"),
+        ({"DATABASE_URL": "postgresql+psycopg://x/y"}, "DATABASE_URL must be"),
+        ({"DATABASE_URL": "var/x.db"}, "DATABASE_URL must be"),
         ({"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE must be an http"),
         ({"JOB_LEASE_SECONDS": "soon"}, "JOB_LEASE_SECONDS must be a number of seconds"),
         ({"STALE_SWEEP_SECONDS": "0"}, "STALE_SWEEP_SECONDS must be at least 0.1 seconds"),
