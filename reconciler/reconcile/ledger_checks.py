@@ -37,7 +37,9 @@ async def remember_seen(conn: Any, run_id: int, ids: list[str]) -> None:
     if not ids:
         return
     rows = [{"run_id": run_id, "object_id": i} for i in dict.fromkeys(ids)]
-    await conn.execute(insert_for(conn, reconcile_seen).values(rows).on_conflict_do_nothing())
+    # The rows as parameters, not a VALUES list: the statement is compiled once and cached
+    # (a multi-row VALUES is compiled anew for every page).
+    await conn.execute(insert_for(conn, reconcile_seen).on_conflict_do_nothing(), rows)
 
 
 async def forget_seen(conn: Any, run_id: int) -> None:
