@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,16 +65,23 @@ class Api:
         return int(body["id"])
 
 
-@pytest.fixture
-def api(database_url: str) -> Iterator[Api]:
+@contextmanager
+def serving_api(database_url: str, **settings: Any) -> Iterator[Api]:
+    """The app in-process on a fresh sandbox, with these settings over the tests' own."""
     with run_sandbox_sync(seed=3) as sandbox:
-        settings = Settings(
+        configured = Settings(
             database_url=database_url,
             stripe_api_key=Secret(API_KEY),
             stripe_api_base=sandbox.url,
             stripe_rate_limit=TEST_RATE_LIMIT,
             stripe_rate_burst=TEST_RATE_BURST,
-            inbox_worker_enabled=False,
+            **settings,
         )
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(configured)) as client:
             yield Api(client, sandbox.url)
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    with serving_api(database_url, inbox_worker_enabled=False) as served:
+        yield served

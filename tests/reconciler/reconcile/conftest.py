@@ -7,27 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from starlette.testclient import TestClient
 
-from handlers.app import create_app
-from reconciler.config import Secret, Settings
-from stripe_sandbox import run_sandbox_sync
-from tests.handlers.api.conftest import API_KEY, Api, api
-from tests.stripe_world import TEST_RATE_BURST, TEST_RATE_LIMIT
+from tests.handlers.api.conftest import Api, api, serving_api
 
 __all__ = ["api", "worker_api"]
 
 
 @pytest.fixture
 def worker_api(database_url: str) -> Iterator[Api]:
-    with run_sandbox_sync(seed=3) as sandbox:
-        settings = Settings(
-            database_url=database_url,
-            stripe_api_key=Secret(API_KEY),
-            stripe_api_base=sandbox.url,
-            stripe_rate_limit=TEST_RATE_LIMIT,
-            stripe_rate_burst=TEST_RATE_BURST,
-            scheduler_enabled=False,
-        )
-        with TestClient(create_app(settings)) as client:
-            yield Api(client, sandbox.url)
+    with serving_api(database_url, scheduler_enabled=False) as served:
+        yield served
