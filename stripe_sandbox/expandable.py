@@ -11,7 +11,9 @@ from __future__ import annotations
 from .errors import StripeError, invalid_request
 
 # field -> kind of the object its id names, or None for a field that holds an embedded object
-# (or is always null here): expanding it changes nothing and nothing below it is expandable.
+# (or is always null here): expanding it changes nothing and nothing below it is expandable;
+# `list:<kind>` for an embedded list, whose items expand below `data.` (as
+# `charges.data.balance_transaction` did on payment intents before 2022-11-15).
 EXPANDABLE: dict[str, dict[str, str | None]] = {
     "payment_intent": {
         "latest_charge": "charge",
@@ -65,7 +67,7 @@ EXPANDABLE: dict[str, dict[str, str | None]] = {
         "balance_transaction": "balance_transaction",
         "destination": "account",
         "source_transaction": "charge",
-        "reversals": None,
+        "reversals": "list:transfer_reversal",
     },
     "transfer_reversal": {
         "balance_transaction": "balance_transaction",
@@ -108,6 +110,11 @@ def check_expand(kind: str, paths: list[str]) -> None:
         if not parts:
             raise _refused(path)
         for part in parts:
+            if current is not None and current.startswith("list:"):
+                if part != "data":
+                    raise _refused(path)
+                current = current.removeprefix("list:")
+                continue
             fields = EXPANDABLE.get(current or "", {})
             if current is None or part not in fields:
                 raise _refused(path)

@@ -199,6 +199,8 @@ def compare_refund(
             )
         ]
     found = []
+    # A refund of a payment Stripe converted is in the customer's currency: what the ledger
+    # booked is what it took from the balance, which only its balance transaction says.
     converted = payment is not None and payment.presentment_currency is not None
     if not converted and (int(refund["amount"]), str(refund["currency"]).lower()) != (
         row.amount,
@@ -216,7 +218,19 @@ def compare_refund(
                 stripe_value=_shown(refund, "amount", "currency"),
             )
         )
-    elif row.status != refund["status"]:
+        return found  # its balance transactions differ for the same reason
+    found += compare_movement(
+        refund.get("balance_transaction"), -row.amount, row.currency, row, f"refund {row.id}"
+    )
+    # A refund that failed (or was canceled) gave back what it took, on a second one.
+    found += compare_movement(
+        refund.get("failure_balance_transaction"),
+        row.amount,
+        row.currency,
+        row,
+        f"the failure of refund {row.id}",
+    )
+    if row.status != refund["status"]:
         found.append(
             Difference(
                 "status_mismatch",
@@ -290,6 +304,22 @@ def compare_transfer(
                 stripe_value=shown,
             )
         ]
+    found = compare_movement(
+        transfer.get("balance_transaction"),
+        -payout.amount,
+        payout.currency,
+        payout,
+        f"payout {payout.id}",
+    )
+    for reversal in (transfer.get("reversals") or {}).get("data") or []:
+        # The ledger books each reversal as Stripe's reversal says (`reversal:<id>`).
+        found += compare_movement(
+            reversal.get("balance_transaction"),
+            int(reversal["amount"]),
+            str(reversal["currency"]).lower(),
+            payout,
+            f"reversal {reversal['id']} of payout {payout.id}",
+        )
     theirs = transfer_status(transfer)
     reversed_ = int(transfer.get("amount_reversed") or 0)
     if (payout.status, payout.amount_reversed, payout.stripe_transfer_id) != (
@@ -297,7 +327,7 @@ def compare_transfer(
         reversed_,
         tid,
     ):
-        return [
+        found.append(
             Difference(
                 "status_mismatch",
                 "transfer",
@@ -313,8 +343,39 @@ def compare_transfer(
                 stripe_value={"status": theirs, "amount_reversed": reversed_},
                 healable=True,
             )
-        ]
-    return []
+        )
+    return found
+
+
+def compare_movement(
+    transaction: object, booked: int, currency: str, row: Refund | Payout, what: str
+) -> list[Difference]:
+    """What a balance transaction (when expanded) moved in the platform's balance beside what
+    the ledger booked for `row` (`booked`: negative when the balance gave it; `what`: the
+    movement, for people)."""
+    if not isinstance(transaction, dict):
+        return []  # not made yet (or not expanded): nothing to compare
+    moved, in_ = int(transaction["amount"]), str(transaction["currency"]).lower()
+    if (moved, in_) == (booked, currency):
+        return []
+    return [
+        Difference(
+            "amount_mismatch",
+            "balance_transaction",
+            str(transaction["id"]),
+            f"{what} moved the platform's balance by {booked} {currency} in the ledger, by "
+            f"{moved} {in_} in Stripe's balance transaction {transaction['id']}: the journal "
+            "needs an adjusting entry",
+            merchant_id=row.merchant_id,
+            ledger_value={"amount": booked, "currency": currency},
+            stripe_value={
+                "amount": moved,
+                "currency": in_,
+                "type": transaction.get("type"),
+                "source": stripe_id(transaction.get("source")),
+            },
+        )
+    ]
 
 
 ACCOUNT_FLAGS = ("charges_enabled", "payouts_enabled", "details_submitted")

@@ -430,9 +430,10 @@ class Reconciler:
                 )
                 stripe_list = PAYMENT_INTENTS
             else:
-                resource = f"{object_type}s"
-                obj = await self._gateway.retrieve(resource, object_id)
                 stripe_list = BY_OBJECT_TYPE[str(object_type)]
+                # What its list expands on each object, expanded on this one.
+                expand = tuple(path.removeprefix("data.") for path in stripe_list.expand)
+                obj = await self._gateway.retrieve(f"{object_type}s", object_id, expand=expand)
         except StripeNotFound:
             work.touched.add(object_id)
             await self._commit(work, "object", await self._not_at_stripe(object_id), [], [], None)

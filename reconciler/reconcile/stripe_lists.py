@@ -2,8 +2,9 @@
 
 Each list is read 100 objects a call, newest first, with what comparing needs expanded in the
 same call: payment intents come with their latest charge and its balance transaction (fee,
-net, availability), so a payment costs a hundredth of a call, not three. Transfers carry
-their first reversals and `amount_reversed`. For each page the ledger's rows are read by the
+net, availability), so a payment costs a hundredth of a call, not three. Refunds come with
+what they took from the balance (and gave back, if they failed); transfers with theirs and
+their first reversals', and `amount_reversed`. For each page the ledger's rows are read by the
 page's ids (a statement per kind of lookup), compared, and let go.
 """
 
@@ -126,6 +127,26 @@ def _own_id(obj: StripeObject) -> list[str]:
     return [obj["id"]]
 
 
+def _refund_ids(refund: StripeObject) -> list[str]:
+    # Its balance transactions too: a difference about one is cleared only if it was seen.
+    return [refund["id"], *_transactions(refund)]
+
+
+def _transfer_ids(transfer: StripeObject) -> list[str]:
+    reversals = (transfer.get("reversals") or {}).get("data") or []
+    return [
+        transfer["id"],
+        *_transactions(transfer),
+        *(i for reversal in reversals for i in _transactions(reversal)),
+    ]
+
+
+def _transactions(obj: StripeObject) -> list[str]:
+    """The ids of the balance transactions `obj` carries."""
+    names = ("balance_transaction", "failure_balance_transaction")
+    return [i for name in names if (i := stripe_id(obj.get(name)))]
+
+
 PAYMENT_INTENTS = StripeList(
     "payment_intents",
     "payment_intents",
@@ -133,8 +154,20 @@ PAYMENT_INTENTS = StripeList(
     compare_intents,
     _intent_ids,
 )
-REFUNDS = StripeList("refunds", "refunds", (), compare_refunds, _own_id)
-TRANSFERS = StripeList("transfers", "transfers", (), compare_transfers, _own_id)
+REFUNDS = StripeList(
+    "refunds",
+    "refunds",
+    ("data.balance_transaction", "data.failure_balance_transaction"),
+    compare_refunds,
+    _refund_ids,
+)
+TRANSFERS = StripeList(
+    "transfers",
+    "transfers",
+    ("data.balance_transaction", "data.reversals.data.balance_transaction"),
+    compare_transfers,
+    _transfer_ids,
+)
 ACCOUNTS = StripeList("accounts", "accounts", (), compare_accounts, _own_id)
 STRIPE_LISTS = (PAYMENT_INTENTS, REFUNDS, TRANSFERS, ACCOUNTS)
 BY_OBJECT_TYPE = {

@@ -10,7 +10,7 @@ import stripe
 
 from stripe_sandbox import RunningSandbox
 
-from .factories import API_KEY, Control, pay
+from .factories import API_KEY, Control, merchant, pay
 
 
 def test_missing_or_live_key_is_401(sandbox: RunningSandbox) -> None:
@@ -176,6 +176,29 @@ def test_expand_nested_and_in_lists(client: stripe.StripeClient) -> None:
     assert isinstance(listed.data[0].balance_transaction, stripe.BalanceTransaction)
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.payment_intents.retrieve(intent.id, params={"expand": ["amount"]})
+
+
+def test_expand_into_the_items_of_an_embedded_list(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    pay(client, 10_000, "pm_card_bypassPending")
+    transfer = client.v1.transfers.create(
+        params={"amount": 3_000, "currency": "usd", "destination": merchant(client, control).id}
+    )
+    reversal = client.v1.transfers.reversals.create(transfer.id, params={"amount": 500})
+    [listed] = client.v1.transfers.list(
+        params={"expand": ["data.balance_transaction", "data.reversals.data.balance_transaction"]}
+    ).data
+    assert listed.balance_transaction.amount == -3_000
+    [expanded] = listed.reversals.data
+    assert expanded.id == reversal.id
+    assert (expanded.balance_transaction.id, expanded.balance_transaction.amount) == (
+        reversal.balance_transaction,
+        500,
+    )
+    for bad in ("data.reversals.balance_transaction", "data.reversals.data.amount"):
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.transfers.list(params={"expand": [bad]})
 
 
 def test_api_faults_answer_429_500_then_recover(

@@ -145,6 +145,49 @@ def test_refunds_compared() -> None:
     ]
 
 
+def moved(amount: int, currency: str = "usd", txn: str = "txn_1") -> dict[str, Any]:
+    return {"id": txn, "object": "balance_transaction", "amount": amount, "currency": currency}
+
+
+def test_what_a_refund_took_and_gave_back_is_compared_with_what_was_booked() -> None:
+    took = {**REFUND, "balance_transaction": moved(-300)}
+    assert compare_refund(took, refund_row(), payment()) == []
+    [off] = compare_refund({**took, "balance_transaction": moved(-250)}, refund_row(), payment())
+    assert (off.kind, off.object_type, off.object_id, off.healable, off.merchant_id) == (
+        "amount_mismatch",
+        "balance_transaction",
+        "txn_1",
+        False,
+        7,
+    )
+    assert (off.ledger_value, off.stripe_value["amount"]) == (
+        {"amount": -300, "currency": "usd"},
+        -250,
+    )
+    failed = {**took, "status": "failed", "failure_balance_transaction": moved(300, txn="txn_2")}
+    assert compare_refund(failed, refund_row(status="failed"), payment()) == []
+    short = {**failed, "failure_balance_transaction": moved(200, txn="txn_2")}
+    assert [d.object_id for d in compare_refund(short, refund_row(status="failed"), payment())] == [
+        "txn_2"
+    ]
+    # A refund's own amount differing says it all: its balance transaction is not reported too.
+    assert kinds(compare_refund(took, refund_row(amount=200), payment())) == [
+        ("amount_mismatch", "refund", False)
+    ]
+
+
+def test_a_converted_refund_is_compared_by_what_it_took_from_the_balance() -> None:
+    converted = payment(presentment_currency="eur", presentment_amount=900)
+    in_euros = {**REFUND, "amount": 270, "currency": "eur"}
+    assert (
+        compare_refund({**in_euros, "balance_transaction": moved(-300)}, refund_row(), converted)
+        == []
+    )
+    assert kinds(
+        compare_refund({**in_euros, "balance_transaction": moved(-310)}, refund_row(), converted)
+    ) == [("amount_mismatch", "balance_transaction", False)]
+
+
 def payout(**changes: Any) -> Payout:
     values: dict[str, Any] = {
         "id": 5,
@@ -211,6 +254,20 @@ def test_transfers_compared() -> None:
     assert kinds(compare_transfer(transfer(amount=2500), payout(), merchant())) == [
         ("amount_mismatch", "transfer", False)
     ]
+    assert compare_transfer(transfer(balance_transaction=moved(-2000)), payout(), None) == []
+    assert kinds(compare_transfer(transfer(balance_transaction=moved(-1900)), payout(), None)) == [
+        ("amount_mismatch", "balance_transaction", False)
+    ]
+    reversal = {"id": "trr_1", "amount": 500, "currency": "usd"}
+    reversed_ = transfer(
+        amount_reversed=500,
+        reversals={"data": [{**reversal, "balance_transaction": moved(500, txn="txn_9")}]},
+    )
+    done = payout(status="amount_reversed", amount_reversed=500)
+    assert compare_transfer(reversed_, done, None) == []
+    reversed_["reversals"]["data"][0]["balance_transaction"] = moved(450, txn="txn_9")
+    [off] = compare_transfer(reversed_, done, None)
+    assert (off.kind, off.object_id, off.merchant_id) == ("amount_mismatch", "txn_9", 7)
     assert [transfer_status(transfer(amount_reversed=n)) for n in (0, 1, 2000)] == [
         "completed",
         "amount_reversed",

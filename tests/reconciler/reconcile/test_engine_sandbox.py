@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from reconciler.db.tables import discrepancies, job_runs, payments, reconcile_seen
+from reconciler.db.tables import discrepancies, job_runs, payments, reconcile_seen, refunds
 from reconciler.ledger.payments import create_payment
 from reconciler.ledger.payouts import advance_payout, reserve_payout
 from reconciler.ledger.session import ledger_session
@@ -331,3 +331,57 @@ def test_fees_leave_the_platform_short_and_a_payout_left_waiting_is_stuck(api: A
     # held: the payment less Stripe's fee.
     assert (short.ledger_value, short.stripe_value) == ({"owed": 10000}, {"held": 10000 - fee})
     assert run.found == 2
+
+
+def test_a_converted_refund_booked_other_than_stripe_took_it_is_found_by_its_transaction(
+    api: Api,
+) -> None:
+    account, _ = onboarded(api)
+    intent = api.stripe.v1.payment_intents.create(
+        params={
+            "amount": 10000,
+            "currency": "eur",
+            "payment_method": "pm_card_bypassPending",
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "metadata": {"icpay_account_id": str(account)},
+        }
+    )
+    sandbox_post(api, "balance/top_up", {"amount": 100000, "currency": "usd"})
+    sandbox_post(api, "dashboard/refunds", {"payment_intent": intent.id, "amount": 2500})
+    reconcile(api, dry_run=False)  # books the payment and the refund as Stripe settled them
+    [refund] = api.stripe.v1.refunds.list(params={"expand": ["data.balance_transaction"]}).data
+    took = -refund.balance_transaction.amount
+    assert (refund.currency, took) != ("usd", refund.amount)  # converted: 25.00 EUR in USD
+    assert reconcile(api, dry_run=True).found == 0
+    # Applying reported both as converted (not a run's finding: no run clears them).
+    converted = {("unsupported_currency", "payment_intent", intent.id)}
+    converted.add(("unsupported_currency", "refund", refund.id))
+    assert open_ones(api) == converted
+
+    execute(
+        api, update(refunds).where(refunds.c.stripe_refund_id == refund.id).values(amount=took + 9)
+    )
+    found = ("amount_mismatch", "balance_transaction", refund.balance_transaction.id)
+    assert reconcile(api, dry_run=True).found == 2
+    # (The row no longer agrees with its journal entry either.)
+    broken = ("journal_invariant_broken", "merchant", str(account))
+    assert open_ones(api) == converted | {found, broken}
+    [row] = [row for row in discrepancy_rows(api) if row.kind == found[0]]
+    assert (row.merchant_id, row.ledger_value, row.stripe_value["amount"]) == (
+        account,
+        {"amount": -(took + 9), "currency": "usd"},
+        -took,
+    )
+    # A run of that one refund sees it too (its balance transaction expanded as in the list).
+    one = reconcile(api, dry_run=True, scope=Scope(object_id=refund.id))
+    assert (one.found, row.last_run_id) == (1, one.id - 1)
+    [row] = [row for row in discrepancy_rows(api) if row.kind == found[0]]
+    assert row.last_run_id == one.id
+
+    execute(api, update(refunds).where(refunds.c.stripe_refund_id == refund.id).values(amount=took))
+    cleared = reconcile(api, dry_run=True)
+    assert open_ones(api) == converted
+    assert [
+        (r.resolved_how, r.resolved_run_id) for r in discrepancy_rows(api) if r.kind == found[0]
+    ] == [("cleared", cleared.id)]
