@@ -415,6 +415,7 @@ class Reconciler:
     async def _one_object(self, work: _Pass) -> None:
         """A one-object run: the object read by its id, compared as a page of one."""
         object_id, object_type = work.scope.object_id or "", work.scope.object_type
+        asked = object_id  # the id the Stripe call that may answer 404 asks for
         try:
             if object_type in ("payment_intent", "charge"):
                 intent_id = object_id
@@ -425,6 +426,7 @@ class Reconciler:
                     if not intent_id:
                         await self._commit(work, "object", [], [], [], None)
                         return
+                    asked = intent_id  # the charge is there: only its intent may not be
                 obj = await self._gateway.retrieve(
                     "payment_intents", intent_id, expand=("latest_charge.balance_transaction",)
                 )
@@ -435,8 +437,8 @@ class Reconciler:
                 expand = tuple(path.removeprefix("data.") for path in stripe_list.expand)
                 obj = await self._gateway.retrieve(f"{object_type}s", object_id, expand=expand)
         except StripeNotFound:
-            work.touched.add(object_id)
-            await self._commit(work, "object", await self._not_at_stripe(object_id), [], [], None)
+            work.touched.add(asked)
+            await self._commit(work, "object", await self._not_at_stripe(asked), [], [], None)
             return
         await self._page(work, stripe_list, [obj], None)
 

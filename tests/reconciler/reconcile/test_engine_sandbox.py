@@ -10,9 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
 
 from reconciler.db.tables import discrepancies, job_runs, payments, reconcile_seen, refunds
+from reconciler.gateway import StripeNotFound
 from reconciler.ledger.payments import create_payment
 from reconciler.ledger.payouts import advance_payout, reserve_payout
 from reconciler.ledger.session import ledger_session
@@ -385,3 +387,22 @@ def test_a_converted_refund_booked_other_than_stripe_took_it_is_found_by_its_tra
     assert [
         (r.resolved_how, r.resolved_run_id) for r in discrepancy_rows(api) if r.kind == found[0]
     ] == [("cleared", cleared.id)]
+
+
+def test_a_charge_whose_payment_intent_stripe_lacks_names_the_intent_not_the_charge(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account, _ = onboarded(api)
+    row = payment_row(api, pay(api, account, 2000))
+    gateway = api.runtime.reconciler._gateway
+    retrieve = gateway.retrieve
+
+    async def intent_gone(resource: str, object_id: str, **kwargs: Any) -> Any:
+        if resource == "payment_intents":
+            raise StripeNotFound(f"No such payment_intent: '{object_id}'", retryable=False)
+        return await retrieve(resource, object_id, **kwargs)
+
+    monkeypatch.setattr(gateway, "retrieve", intent_gone)
+    run = reconcile(api, dry_run=True, scope=Scope(object_id=row.charge_id))
+    assert run.found == 1
+    assert open_ones(api) == {("missing_at_stripe", "payment_intent", row.payment_intent_id)}
