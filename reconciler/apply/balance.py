@@ -27,11 +27,13 @@ def _totals(entries: list[StripeObject]) -> dict[str, int]:
 
 async def apply_balance(
     ctx: ApplyContext, balance: StripeObject, *, as_of: datetime, source: str
-) -> None:
-    """Store what Stripe reports, and release every payment whose funds are available by now."""
+) -> dict[str, PlatformBalance]:
+    """Store what Stripe reports, and release every payment whose funds are available by now.
+    Returns the newest snapshot of each currency Stripe reported, this one or a later one."""
     available = _totals(balance.get("available") or [])
     pending = _totals(balance.get("pending") or [])
     now = ctx.clock()
+    newest_of: dict[str, PlatformBalance] = {}
     async with ctx.write() as tx:
         for currency in sorted(available.keys() | pending.keys()):
             await tx.execute(
@@ -46,6 +48,7 @@ async def apply_balance(
             newest = await platform_balance(tx, currency)
             assert newest is not None  # just stored
             await _follow_negative(ctx, tx, newest)
+            newest_of[currency] = newest
         due = await tx.execute(
             select(payments.c.id, payments.c.merchant_id).where(
                 payments.c.funds_available.is_(False),
@@ -60,6 +63,7 @@ async def apply_balance(
         await tx.load(Payment, "id", [payment_id for payment_id, _ in released])
         for payment_id, _ in released:
             await release_funds(tx, payment_id, now=now)
+    return newest_of
 
 
 async def _follow_negative(ctx: ApplyContext, tx: LedgerSession, newest: PlatformBalance) -> None:
