@@ -9,10 +9,15 @@ connections and counts what each target stored. For each database this runs it t
 1. `bare project`: `reconciler serve` as a user runs it (an ingest-only web instance:
    `INBOX_WORKER_ENABLED=false SCHEDULER_ENABLED=false`, every other setting its default, the
    log at INFO) against a bare Starlette endpoint; rows counted in `inbox_events`.
-2. `bare project --rates 1000,R`: both again at R = half the service's peak in (1), open loop
-   (the harness's `openloop.py`): the p99 of the acknowledgement (goal <= 10 ms), beside the
-   bare endpoint's at the same rate, which shows what the load generator and the machine
-   allow (the open-loop client is Python, on the other CPU); and the same at 1,000/s.
+2. `bare project --rates 1000,R`: both again at R = half the service's peak in (1), open loop:
+   the p99 of the acknowledgement (goal <= 10 ms), beside the bare endpoint's at the same
+   rate, which shows what the load generator and the machine allow; and the same at 1,000/s.
+   The open-loop client is `bench/openloop.mjs` (Node, on the other CPU; `--client node`, the
+   default): the harness's own `openloop.py` (Python, a task and a sleep a request) could
+   not hold ~3,000/s even against the bare endpoint. The harness runs from a copy of its
+   folder in which `openloop.py` hands its command line to the Node client, which takes the
+   same arguments and prints the same result line; everything else is the harness's own.
+   `--client harness` keeps the harness's client.
 3. `sync-engine project`: the service with its inbox worker and the real `EventApplier`
    (`bench._peer_service`: a canned Stripe, the harness's 1,000 merchants made first), rows
    counted as payments booked, so the harness waits for the apply. The end-to-end rate is
@@ -32,6 +37,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -98,6 +104,29 @@ class Service:
         if report is not None:
             command += f" --report {report}"
         return ["--project-count-cmd", command]
+
+
+OPENLOOP_SHIM = """\
+# Written by bench/ingest_peers.py: the fixed-rate runs use the project's Node client.
+import os
+import sys
+
+os.execvp("node", ["node", {client!r}, *sys.argv[1:]])
+"""
+
+
+def with_node_client(harness_path: Path, folder: Path) -> Path:
+    """A copy of the harness whose `openloop.py` runs `bench/openloop.mjs` (same arguments,
+    same result line). Copied, not linked: the harness finds its files next to its own."""
+    copy = folder / "bench-peers"
+    shutil.copytree(harness_path.parent, copy, copy_function=shutil.copyfile)
+    for directory in [copy, *(path for path in copy.rglob("*") if path.is_dir())]:
+        directory.chmod(0o755)  # the shared folder is read-only, and copytree copies that
+    openloop = copy / "openloop.py"
+    openloop.write_text(OPENLOOP_SHIM.format(client=str(ROOT / "bench" / "openloop.mjs")))
+    for script in ("run.sh", "setup.sh"):
+        (copy / script).chmod(0o755)
+    return copy / "run.sh"
 
 
 def _wait_for_free_ports(timeout: float = 120.0) -> None:
@@ -211,15 +240,28 @@ def main() -> None:
     parser.add_argument("--database", choices=KINDS, action="append")
     parser.add_argument("--harness", type=Path, default=HARNESS, help="run.sh of bench-peers")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--client",
+        choices=("node", "harness"),
+        default="node",
+        help="the open-loop client of the fixed-rate runs: bench/openloop.mjs, or the"
+        " harness's openloop.py",
+    )
     args = parser.parse_args()
     if not args.harness.exists():
         raise SystemExit(f"no harness at {args.harness} (--harness PATH)")
-    print(f"{os.cpu_count()} CPUs; harness {args.harness}")
+    if args.client == "node" and shutil.which("node") is None:
+        raise SystemExit("--client node needs node on PATH (or use --client harness)")
+    client = "bench/openloop.mjs (Node)" if args.client == "node" else "the harness's openloop.py"
+    print(f"{os.cpu_count()} CPUs; harness {args.harness}; open-loop client {client}")
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="ingest-peers-") as folder:
+        run_sh = args.harness
+        if args.client == "node":
+            run_sh = with_node_client(args.harness, Path(folder))
         for _ in range(args.rounds):
             for kind in args.database or KINDS:
-                results.setdefault(kind, []).append(one_database(kind, args.harness, Path(folder)))
+                results.setdefault(kind, []).append(one_database(kind, run_sh, Path(folder)))
     print()
     for kind, rounds in results.items():
         print(summary(kind, rounds))
