@@ -48,3 +48,13 @@ async def test_a_schema_newer_than_the_code_is_refused(db: Database) -> None:
             await conn.execute(
                 text("UPDATE alembic_version SET version_num = :v"), {"v": code_head()}
             )
+
+
+async def test_postgresql_keeps_an_inbox_row_whole_up_to_a_page(db: Database) -> None:
+    if db.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter (SQLite has none)")
+    async with db.read() as conn:
+        options = await conn.scalar(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'inbox_events'")
+        )
+    assert "toast_tuple_target=8160" in options
