@@ -21,9 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import msgspec
 import stripe
+from stripe._request_options import extract_options_from_dict
 from stripe.params import (
     AccountCreateParams,
     AccountListParams,
@@ -165,10 +167,12 @@ def _as_dict(result: stripe.StripeObject) -> StripeObject:
     return result.to_dict()
 
 
-def _body(response: Any) -> StripeObject:
-    """A raw response's JSON, as the SDK decoded it (dicts, as `to_dict()` would give)."""
-    data: StripeObject = response.data
-    return data
+def _as_is(result: StripeObject) -> StripeObject:
+    return result
+
+
+# Plain dicts and lists, as `json.loads` makes them; one decoder, made once.
+_json = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True)
@@ -482,14 +486,40 @@ class StripeGateway:
             params["created"] = created
         if expand:
             params["expand"] = list(expand)
-        # A raw request, its JSON read as it is: the SDK's objects cost more to build than
-        # the request takes (a page of 100 expanded intents: ~0.1 s of CPU), and a
-        # reconcile run reads thousands of pages.
+        # Read raw, not as the SDK's objects: those cost more to build than the request takes
+        # (a page of 100 expanded intents: ~0.1 s of CPU), and a reconcile run reads
+        # thousands of pages.
         return await self._call(
-            resource,
-            functools.partial(self._client.raw_request_async, "get", f"/v1/{resource}", **params),
-            _body,
+            resource, functools.partial(self._get_json, f"/v1/{resource}", params), _as_is
         )
+
+    async def _get_json(self, url: str, params: dict[str, Any]) -> StripeObject:
+        """GET `url` as the SDK's `raw_request_async` does (its requestor: key, API version,
+        `Stripe-Account` from `params`, encoding, HTTP client), the body decoded by msgspec.
+        The SDK decodes with an `OrderedDict` for every object (7 ms a page of 100 expanded
+        intents against 1.5 ms), and a page is decoded while the next one waits for it: a
+        fifth of a page's time. An error answer, or a body msgspec refuses, is the SDK's to
+        read, so it raises what the SDK raises (`classify` maps those)."""
+        options, params = extract_options_from_dict(params)
+        requestor = self._client._requestor
+        raw, status, headers = await requestor.request_raw_async(
+            "get",
+            url,
+            params=params,
+            options=options,
+            base_address="api",
+            api_mode="V1",
+            usage=["raw_request"],
+        )
+        body = cast(bytes, raw)  # the whole body: only streamed requests give an iterator
+        if 200 <= status < 300:
+            try:
+                decoded: StripeObject = _json.decode(body)
+                return decoded
+            except msgspec.DecodeError:
+                pass
+        response = requestor._interpret_response(body, status, headers, "V1")
+        return cast(StripeObject, response.data)
 
     async def retrieve(
         self, resource: str, object_id: str, *, expand: tuple[str, ...] = ()

@@ -144,3 +144,56 @@ def test_stripe_saying_do_not_retry_is_final() -> None:
         stripe.APIError("no", http_status=500, headers={"stripe-should-retry": "false"})
     )
     assert not error.retryable
+
+
+async def test_a_list_page_is_the_json_stripe_sent_as_plain_dicts(world: StripeWorld) -> None:
+    for amount in (1000, 2000):
+        await world.pay(1, amount, "pm_card_bypassPending")
+    expand = "data.latest_charge.balance_transaction"
+    page = await world.gateway.list_page("payment_intents", expand=(expand,), limit=1)
+    sent = await world.control.get(
+        "/v1/payment_intents",
+        params={"limit": 1, "expand[]": expand},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert page == sent.json()
+    assert page["has_more"] is True
+    [intent] = page["data"]
+    assert type(intent) is dict and type(intent["latest_charge"]) is dict
+    assert intent["latest_charge"]["balance_transaction"]["object"] == "balance_transaction"
+    after = await world.gateway.list_page("payment_intents", starting_after=intent["id"])
+    assert [i["amount"] for i in after["data"]] == [1000]
+    assert after["has_more"] is False
+
+
+async def test_a_list_page_is_retried_and_its_errors_are_the_gateways(world: StripeWorld) -> None:
+    sleep = RecordedSleep()
+    gateway = gateway_for(world, sleep)
+    try:
+        await world.control_post("faults/api", {"kind": "rate_limit", "count": 1})
+        await world.control_post("faults/api", {"kind": "server_error", "count": 1})
+        page = await gateway.list_page("transfers")
+        with pytest.raises(GatewayError) as refused:
+            await gateway.list_page("transfers", colour="blue")
+    finally:
+        await gateway.aclose()
+    assert page["object"] == "list" and page["data"] == []
+    assert len(sleep.delays) == 2
+    assert (refused.value.http_status, refused.value.param) == (400, "colour")
+    assert refused.value.refused_input and not refused.value.retryable
+
+
+async def test_a_list_page_read_as_a_connected_account_sends_its_header(
+    world: StripeWorld,
+) -> None:
+    await world.pay(1, 1000, "pm_card_bypassPending")
+    account = await world.gateway.create_express_account(
+        merchant_id=1, country="US", email=None, idempotency_key="account:1"
+    )
+    await world.control_post(f"accounts/{account['id']}/onboarding")
+    platform = await world.gateway.list_page("events")
+    connected = await world.gateway.list_page("events", stripe_account=account["id"])
+    assert "payment_intent.succeeded" in {e["type"] for e in platform["data"]}
+    assert [(e["type"], e["account"]) for e in connected["data"]] == [
+        ("account.updated", account["id"])
+    ]
