@@ -10,7 +10,7 @@ holding it sees the current values.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self, TypedDict
@@ -51,6 +51,11 @@ class LedgerRow:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
         return cls(**{name: values[name] for name in cls.field_names()})
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> Self:
+        """From the values of its fields, in `field_names()` order."""
+        return cls(*values)
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.field_names()}
