@@ -17,11 +17,11 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 import stripe
@@ -189,8 +189,35 @@ def _as_is(result: StripeObject) -> StripeObject:
     return result
 
 
+T = TypeVar("T")
+
 # Plain dicts and lists, as `json.loads` makes them; one decoder, made once.
 _json = msgspec.json.Decoder()
+
+
+class _Listed(msgspec.Struct):
+    id: str
+
+
+class _ListCursor(msgspec.Struct):
+    """Of a list page, only what says where the next page starts (a fourth of a full
+    decoding's time: the rest is skipped)."""
+
+    data: list[_Listed]
+    has_more: bool = False
+
+
+_cursor = msgspec.json.Decoder(_ListCursor)
+
+# Turns of the event loop httpx takes from a request's start to its bytes on the socket (the
+# connection pool, the connection's lock, the write); tests/reconciler/test_gateway.py checks.
+_TURNS_TO_SEND = 3
+
+
+@dataclass(frozen=True)
+class _RawPage:
+    body: bytes
+    next_after: str | None  # the next page's cursor (its last object's id); None: the last
 
 
 @dataclass(frozen=True)
@@ -257,6 +284,10 @@ class StripeGateway:
     ) -> StripeObject:
         """`call` Stripe under the limiter and the retry policy; `plain` makes a plain dict
         of what it returns (an SDK object's `to_dict()` by default)."""
+        return plain(await self._attempts(what, call))
+
+    async def _attempts(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call`'s answer, each attempt under the limiter, failures retried by the policy."""
         attempt = 0
         while True:
             if self._limiter is not None:
@@ -275,7 +306,7 @@ class StripeGateway:
                 log.warning("stripe %s failed (%s); retry %d in %.2fs", what, error, attempt, delay)
                 await self._sleep(delay)
                 continue
-            return plain(result)
+            return result
 
     async def payment_intent(self, intent_id: str) -> StripeObject:
         return await self._call(
@@ -476,7 +507,7 @@ class StripeGateway:
 
         return await self._list_all("transfers", page_after)
 
-    async def list_page(
+    async def list_pages(
         self,
         resource: str,
         *,
@@ -486,15 +517,15 @@ class StripeGateway:
         expand: tuple[str, ...] = (),
         limit: int = 100,
         **filters: str,
-    ) -> StripeObject:
-        """One page of a Stripe list (`payment_intents`, `charges`, `refunds`, `transfers`,
+    ) -> AsyncGenerator[StripeObject, None]:
+        """The pages of a Stripe list (`payment_intents`, `charges`, `refunds`, `transfers`,
         `accounts`, `balance_transactions`), newest first, after `starting_after`, created in
         `[created_gte, created_lt)` (Unix times), with `expand` paths (`data.latest_charge`)
-        and the list's own filters (`destination=acct_...`). A reconcile run walks a list a
-        page at a time with this, so it holds one page, never the whole list."""
+        and the list's own filters (`destination=acct_...`), one at a time: a reconcile run
+        walks a list with this, so it holds a page, never the whole list. The next page is
+        asked for as soon as a page arrives, before it is decoded, so Stripe's answer and
+        the caller's work on a page overlap (two pages held at most)."""
         params: dict[str, Any] = {"limit": limit, **filters}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
         created: dict[str, int] = {}
         if created_gte is not None:
             created["gte"] = created_gte
@@ -504,20 +535,37 @@ class StripeGateway:
             params["created"] = created
         if expand:
             params["expand"] = list(expand)
-        # Read raw, not as the SDK's objects: those cost more to build than the request takes
-        # (a page of 100 expanded intents: ~0.1 s of CPU), and a reconcile run reads
-        # thousands of pages.
-        return await self._call(
-            resource, functools.partial(self._get_json, f"/v1/{resource}", params), _as_is
-        )
+        url = f"/v1/{resource}"
 
-    async def _get_json(self, url: str, params: dict[str, Any]) -> StripeObject:
-        """GET `url` as the SDK's `raw_request_async` does (its requestor: key, API version,
-        `Stripe-Account` from `params`, encoding, HTTP client), the body decoded by msgspec.
-        The SDK decodes with an `OrderedDict` for every object (7 ms a page of 100 expanded
-        intents against 1.5 ms), and a page is decoded while the next one waits for it: a
-        fifth of a page's time. An error answer, or a body msgspec refuses, is the SDK's to
-        read, so it raises what the SDK raises (`classify` maps those)."""
+        def fetch(after: str | None) -> asyncio.Future[_RawPage]:
+            paged = params if after is None else {**params, "starting_after": after}
+            call = functools.partial(self._get_page, url, paged)
+            return asyncio.ensure_future(self._attempts(resource, call))
+
+        pending = fetch(starting_after)
+        try:
+            while True:
+                raw = await pending
+                if raw.next_after is not None:
+                    pending = fetch(raw.next_after)
+                    for _ in range(_TURNS_TO_SEND):  # its request out before this page's decoding
+                        await asyncio.sleep(0)
+                yield _json.decode(raw.body)
+                if raw.next_after is None:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def _get_page(self, url: str, params: dict[str, Any]) -> _RawPage:
+        """GET a list page as the SDK's `raw_request_async` does (its requestor: key, API
+        version, `Stripe-Account` from `params`, encoding, HTTP client), its body kept raw:
+        read into the SDK's objects, a page cost more than its request (a page of 100 expanded
+        intents ~0.1 s of CPU), and the SDK's own decoding makes an `OrderedDict` of every
+        object (7 ms such a page, msgspec 1.5 ms). Only the cursor is read here, for the next
+        page to be asked for first. An error answer, or a body that is not a list, is the
+        SDK's to read: it raises what the SDK raises (`classify` maps those)."""
         options, params = extract_options_from_dict(params)
         requestor = self._client._requestor
         raw, status, headers = await requestor.request_raw_async(
@@ -532,12 +580,14 @@ class StripeGateway:
         body = cast(bytes, raw)  # the whole body: only streamed requests give an iterator
         if 200 <= status < 300:
             try:
-                decoded: StripeObject = _json.decode(body)
-                return decoded
-            except msgspec.DecodeError:
+                cursor = _cursor.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
                 pass
-        response = requestor._interpret_response(body, status, headers, "V1")
-        return cast(StripeObject, response.data)
+            else:
+                more = cursor.has_more and bool(cursor.data)
+                return _RawPage(body, cursor.data[-1].id if more else None)
+        requestor._interpret_response(body, status, headers, "V1")
+        raise GatewayError(f"GET {url} answered with something other than a list", retryable=False)
 
     async def retrieve(
         self, resource: str, object_id: str, *, expand: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -231,9 +232,8 @@ class Reconciler:
         await self._clear(work)
 
     async def _walk(self, work: _Pass, stripe_list: StripeList, after: str | None) -> None:
-        """Every page of one Stripe list, from after `after`. The next page is asked for as
-        soon as this one arrives, so Stripe's answer and the comparing overlap (two pages
-        held at most)."""
+        """Every page of one Stripe list, from after `after` (the gateway asks for the next
+        page as soon as one arrives, so Stripe's answer and the comparing overlap)."""
         filters = await self._filters(work, stripe_list.resource)
         if filters is None:
             return
@@ -242,36 +242,22 @@ class Reconciler:
             await self._merchant_account(work)
             return
 
-        def fetch(cursor: str | None) -> asyncio.Future[StripeObject]:
-            return asyncio.ensure_future(
-                self._gateway.list_page(
-                    stripe_list.resource,
-                    starting_after=cursor,
-                    created_gte=_unix(scope.since),
-                    created_lt=_unix(scope.until),
-                    expand=stripe_list.expand,
-                    limit=self._page_size,
-                    **filters,
-                )
-            )
-
-        pending = fetch(after)
-        try:
-            while True:
-                page = await pending
+        pages = self._gateway.list_pages(
+            stripe_list.resource,
+            starting_after=after,
+            created_gte=_unix(scope.since),
+            created_lt=_unix(scope.until),
+            expand=stripe_list.expand,
+            limit=self._page_size,
+            **filters,
+        )
+        async with aclosing(pages):
+            async for page in pages:
                 items: list[StripeObject] = page["data"]
                 more = bool(page.get("has_more")) and bool(items)
                 after = items[-1]["id"] if items else after
-                if more:
-                    pending = fetch(after)
                 resume = {"phase": stripe_list.phase, "after": after} if more else None
                 await self._page(work, stripe_list, items, resume)
-                if not more:
-                    return
-        finally:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
 
     async def _filters(self, work: _Pass, resource: str) -> dict[str, str] | None:
         """A merchant's transfers are listed by their destination (None: it has none)."""

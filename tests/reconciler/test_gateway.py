@@ -3,7 +3,10 @@ waits, and what reaches callers."""
 
 from __future__ import annotations
 
+from asyncio import selector_events
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
 import pytest
 import stripe
@@ -17,6 +20,7 @@ from reconciler.gateway import (
     StripeNotFound,
     classify,
 )
+from reconciler.types import StripeObject
 from tests.stripe_world import API_KEY, StripeWorld, stripe_world
 
 
@@ -146,11 +150,17 @@ def test_stripe_saying_do_not_retry_is_final() -> None:
     assert not error.retryable
 
 
+async def first_page(gateway: StripeGateway, resource: str, **params: Any) -> StripeObject:
+    pages = gateway.list_pages(resource, **params)
+    async with aclosing(pages):
+        return await anext(pages)
+
+
 async def test_a_list_page_is_the_json_stripe_sent_as_plain_dicts(world: StripeWorld) -> None:
     for amount in (1000, 2000):
         await world.pay(1, amount, "pm_card_bypassPending")
     expand = "data.latest_charge.balance_transaction"
-    page = await world.gateway.list_page("payment_intents", expand=(expand,), limit=1)
+    page = await first_page(world.gateway, "payment_intents", expand=(expand,), limit=1)
     sent = await world.control.get(
         "/v1/payment_intents",
         params={"limit": 1, "expand[]": expand},
@@ -161,9 +171,45 @@ async def test_a_list_page_is_the_json_stripe_sent_as_plain_dicts(world: StripeW
     [intent] = page["data"]
     assert type(intent) is dict and type(intent["latest_charge"]) is dict
     assert intent["latest_charge"]["balance_transaction"]["object"] == "balance_transaction"
-    after = await world.gateway.list_page("payment_intents", starting_after=intent["id"])
-    assert [i["amount"] for i in after["data"]] == [1000]
-    assert after["has_more"] is False
+
+
+async def test_the_pages_of_a_list_follow_each_other_to_its_end(world: StripeWorld) -> None:
+    for amount in (1000, 2000, 3000):
+        await world.pay(1, amount, "pm_card_bypassPending")
+    pages = [page async for page in world.gateway.list_pages("payment_intents", limit=2)]
+    assert [[i["amount"] for i in page["data"]] for page in pages] == [[3000, 2000], [1000]]
+    [newest, *_] = pages[0]["data"]
+    after = [
+        p async for p in world.gateway.list_pages("payment_intents", starting_after=newest["id"])
+    ]
+    assert [[i["amount"] for i in page["data"]] for page in after] == [[2000, 1000]]
+
+
+async def test_the_next_pages_request_is_out_before_a_page_is_handed_over(
+    world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`list_pages` yields to the event loop for the next page's request to be written
+    before it decodes a page (`_TURNS_TO_SEND` turns: what httpx takes)."""
+    for amount in (1000, 2000):
+        await world.pay(1, amount, "pm_card_bypassPending")
+    await world.gateway.balance()  # a connection kept alive, as between pages
+    written: list[int] = []
+    transport: Any = selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+    write = transport.write
+
+    def counted(self: Any, data: Any) -> None:
+        written.append(len(data))
+        write(self, data)
+
+    pages = world.gateway.list_pages("payment_intents", limit=1)
+    async with aclosing(pages):
+        monkeypatch.setattr(transport, "write", counted)
+        first = await anext(pages)
+        asked = len(written)
+        assert [i["amount"] for i in first["data"]] == [2000]
+        assert asked == 2, "the second page's request was not out when the first was handed over"
+        second = await anext(pages)
+    assert [i["amount"] for i in second["data"]] == [1000]
 
 
 async def test_a_list_page_is_retried_and_its_errors_are_the_gateways(world: StripeWorld) -> None:
@@ -172,9 +218,9 @@ async def test_a_list_page_is_retried_and_its_errors_are_the_gateways(world: Str
     try:
         await world.control_post("faults/api", {"kind": "rate_limit", "count": 1})
         await world.control_post("faults/api", {"kind": "server_error", "count": 1})
-        page = await gateway.list_page("transfers")
+        page = await first_page(gateway, "transfers")
         with pytest.raises(GatewayError) as refused:
-            await gateway.list_page("transfers", colour="blue")
+            await first_page(gateway, "transfers", colour="blue")
     finally:
         await gateway.aclose()
     assert page["object"] == "list" and page["data"] == []
@@ -191,8 +237,8 @@ async def test_a_list_page_read_as_a_connected_account_sends_its_header(
         merchant_id=1, country="US", email=None, idempotency_key="account:1"
     )
     await world.control_post(f"accounts/{account['id']}/onboarding")
-    platform = await world.gateway.list_page("events")
-    connected = await world.gateway.list_page("events", stripe_account=account["id"])
+    platform = await first_page(world.gateway, "events")
+    connected = await first_page(world.gateway, "events", stripe_account=account["id"])
     assert "payment_intent.succeeded" in {e["type"] for e in platform["data"]}
     assert [(e["type"], e["account"]) for e in connected["data"]] == [
         ("account.updated", account["id"])
