@@ -163,11 +163,11 @@ class Seeder:
 
     async def _apply_batch(self, objects: Sequence[StripeObject]) -> None:
         payloads: list[Payload] = [{"data": {"object": obj}} for obj in objects]
-        memo = await read_stripe_first(self.context, payloads, _reads_of)
+        foreseen = await read_stripe_first(self.context, payloads, _reads_of)
         try:
             async with self.db.write() as conn:
                 tx = LedgerSession(conn)
-                await apply_together(self.context, tx, memo, payloads, _apply_payload)
+                await apply_together(self.context, tx, foreseen, payloads, _apply_payload)
                 await tx.flush()
         except BatchSpoiled:
             # As the inbox worker does: the batch's objects one at a time.

@@ -61,5 +61,7 @@ class FeeSchedule:
 
     def fee_for(self, amount: int) -> int:
         """The platform fee on a payment, rounded half up and never more than the payment."""
+        if not self.percent:  # the default: no Decimal arithmetic for every payment booked
+            return min(amount, self.fixed)
         variable = (Decimal(amount) * self.percent / 100).quantize(Decimal(1), ROUND_HALF_UP)
         return min(amount, int(variable) + self.fixed)

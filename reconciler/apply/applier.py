@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.apply.batch import Payload, StripeMemo, apply_together, read_stripe_first
+from reconciler.apply.batch import Foreseen, Payload, apply_together, read_stripe_first
 from reconciler.apply.context import ApplyContext, StripeReader
 from reconciler.apply.events import apply_event, stripe_reads
 from reconciler.config import Settings
@@ -29,15 +30,29 @@ class StoredEvent(Protocol):
     def payload(self) -> str: ...
 
 
+# The stored body whole, as Python's json would give it (dicts, lists, str, int, float,
+# bool, None), in about a quarter of json's time: a 2 KB event is decoded once per apply.
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _decoded(event: StoredEvent) -> Payload:
+    try:
+        return _decode(event.payload)
+    except msgspec.ValidationError:
+        # What msgspec refuses and json reads (a number past a float's range, read as inf).
+        payload: Payload = json.loads(event.payload)
+        return payload
+
+
 class PreparedEvents:
     """A batch whose Stripe reads are made: applied, all of it or any part, in the caller's
     transaction."""
 
     def __init__(
-        self, context: ApplyContext, stripe: StripeMemo, payloads: dict[int, Payload]
+        self, context: ApplyContext, foreseen: Foreseen, payloads: dict[int, Payload]
     ) -> None:
         self._context = context
-        self._stripe = stripe
+        self._foreseen = foreseen
         self._payloads = payloads
 
     async def apply(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
@@ -46,7 +61,7 @@ class PreparedEvents:
         the error), the caller must roll back; see `apply.batch`."""
         tx = LedgerSession(conn)
         payloads = [self._payloads[event.id] for event in events]
-        await apply_together(self._context, tx, self._stripe, payloads, apply_event)
+        await apply_together(self._context, tx, self._foreseen, payloads, apply_event)
         await tx.flush()
 
 
@@ -71,10 +86,10 @@ class EventApplier:
         )
 
     async def __call__(self, event: StoredEvent) -> None:
-        await apply_event(self.context, json.loads(event.payload))
+        await apply_event(self.context, _decoded(event))
 
     async def prepare(self, events: Sequence[StoredEvent]) -> PreparedEvents:
         """Make the Stripe reads applying `events` will need, outside any transaction."""
-        payloads = {event.id: json.loads(event.payload) for event in events}
-        stripe = await read_stripe_first(self.context, list(payloads.values()), stripe_reads)
-        return PreparedEvents(self.context, stripe, payloads)
+        payloads = {event.id: _decoded(event) for event in events}
+        foreseen = await read_stripe_first(self.context, list(payloads.values()), stripe_reads)
+        return PreparedEvents(self.context, foreseen, payloads)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.apply.context import (
@@ -74,10 +75,13 @@ class StripeMemo:
         and the answer, which handlers know what to do with, is then the event's. Any other
         failure (the gateway has already retried what can be retried) fails the batch: its
         events are then applied one at a time, each meeting the error as its own."""
-        gate = asyncio.Semaphore(WARM_CONCURRENCY)
+        calls = list(dict.fromkeys(reads))
+        waiting = iter(calls)
 
-        async def read(call: StripeRead) -> None:
-            async with gate:
+        async def reader() -> None:
+            # A few readers take the calls in turn (not a task per call: a batch makes
+            # hundreds of them, and a task each cost more than an answered read).
+            for call in waiting:
                 try:
                     await (self._list(call) if call[0] in LISTS else self._read(call))
                 except (StripeNotFound, AccessRevoked) as answer:
@@ -87,8 +91,8 @@ class StripeMemo:
             # A task group: the first failure cancels the reads still waiting, so a batch
             # given up spends no more of Stripe's rate limit.
             async with asyncio.TaskGroup() as group:
-                for call in dict.fromkeys(reads):
-                    group.create_task(read(call))
+                for _ in range(min(WARM_CONCURRENCY, len(calls))):
+                    group.create_task(reader())
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
 
@@ -135,42 +139,75 @@ class StripeMemo:
         return await self._list((CHARGE_REFUNDS, charge_id))
 
 
-async def load_rows(tx: LedgerSession, payloads: Sequence[Payload]) -> None:
-    """Read, a statement per lookup, every row the events' objects name by id or metadata."""
-    wanted: dict[tuple[type[LedgerRow], str], list[Any]] = {}
+async def load_rows(
+    tx: LedgerSession, payloads: Sequence[Payload], *, merchants: bool = True
+) -> None:
+    """Read, a statement per lookup, every row the events' objects name by id or metadata;
+    with `merchants`, also the merchants named, and those of every payment, refund and
+    payout found."""
+    await _load_wanted(tx, _rows_wanted(payloads), merchants=merchants)
+
+
+_Wanted = dict[tuple[type[LedgerRow], str], list[Any]]
+
+
+async def _load_wanted(tx: LedgerSession, wanted: _Wanted, *, merchants: bool) -> None:
+    for (row_type, column), values in wanted.items():
+        if row_type is not Merchant or column != "id":
+            await tx.load(row_type, column, values)
+    if merchants:
+        await tx.load(Merchant, "id", [*wanted.get((Merchant, "id"), []), *tx.held_merchants()])
+
+
+def _rows_wanted(payloads: Sequence[Payload]) -> _Wanted:
+    wanted: _Wanted = {}
     for payload in payloads:
         obj = event_object(payload)
         kind = kind_of(obj)
         for row_type, column, value in kind.rows(obj) if kind is not None else ():
             if value is not None:
                 wanted.setdefault((row_type, column), []).append(value)
-    for (row_type, column), values in wanted.items():
-        if row_type is not Merchant or column != "id":
-            await tx.load(row_type, column, values)
-    # The merchants named, and those of every payment, refund and payout found.
-    await tx.load(Merchant, "id", [*wanted.get((Merchant, "id"), []), *tx.held_merchants()])
+    return wanted
+
+
+@dataclass(frozen=True)
+class Foreseen:
+    """What step 1 learnt: Stripe's answers, and the merchants whose rows the events touch
+    as far as could be read then (those the batch's transaction locks first)."""
+
+    stripe: StripeMemo
+    merchants: frozenset[int]
 
 
 async def read_stripe_first(
     ctx: ApplyContext,
     payloads: Sequence[Payload],
     reads_of: Callable[[LedgerSession, Payload], Awaitable[list[StripeRead]]],
-) -> StripeMemo:
+) -> Foreseen:
     """Step 1, before the batch's transaction: the Stripe reads `reads_of` says applying the
     payloads will make, made now."""
     memo = StripeMemo(ctx.stripe)
+    # The merchants' own rows are not read here: no read depends on them (a merchant found
+    # by its Stripe account is), and the transaction reads them as it locks them.
+    wanted = _rows_wanted(payloads)
     async with ledger_reader(ctx.db) as reader:
-        await load_rows(reader, payloads)
+        await _load_wanted(reader, wanted, merchants=False)
         reads = [call for payload in payloads for call in await reads_of(reader, payload)]
+        merchants = _merchants_named(reader, wanted)
     await memo.warm(reads)
     if not any(payload.get("object") == THIN_EVENT_OBJECT for payload in payloads):
-        return memo  # snapshot events said what they need: nothing more to ask
+        return Foreseen(memo, merchants)  # snapshot events said what they need: nothing more
     # What the objects fetched will need in turn (a thin event's object is known only now).
     async with ledger_reader(ctx.db) as reader:
-        await load_rows(reader, payloads)
+        await _load_wanted(reader, wanted, merchants=False)
         reads = [call for held in memo.held() for call in await _reads_of(reader, held)]
+        merchants |= _merchants_named(reader, wanted)
     await memo.warm(reads)
-    return memo
+    return Foreseen(memo, merchants)
+
+
+def _merchants_named(reader: LedgerSession, wanted: _Wanted) -> frozenset[int]:
+    return frozenset([*wanted.get((Merchant, "id"), []), *reader.held_merchants()])
 
 
 async def _reads_of(reader: LedgerSession, obj: StripeObject) -> list[StripeRead]:
@@ -181,16 +218,21 @@ async def _reads_of(reader: LedgerSession, obj: StripeObject) -> list[StripeRead
 async def apply_together(
     ctx: ApplyContext,
     tx: LedgerSession,
-    stripe: StripeMemo,
+    foreseen: Foreseen,
     payloads: Sequence[Payload],
     apply_one: Callable[[ApplyContext, Payload], Awaitable[None]],
 ) -> None:
     """Step 2, in the caller's transaction `tx`: every payload applied with `apply_one`.
     Raises (and the caller must roll back) if any event spoils the batch."""
     tx.expect_inserts(len(payloads))
+    # The merchants foreseen are locked first (PostgreSQL), so what is read next is current;
+    # rows found of any other merchant get theirs locked, and what was not there before
+    # those locks is asked for again.
+    await tx.lock_merchants(foreseen.merchants)
     await load_rows(tx, payloads)
-    await tx.lock_merchants(tx.held_merchants())
-    await load_rows(tx, payloads)  # what was not there before the locks is asked for again
+    if await tx.lock_merchants(tx.held_merchants()):
+        await load_rows(tx, payloads)
+    stripe = foreseen.stripe
     together = ctx.in_batch(tx, stripe)
     stripe.seal()
     for payload in payloads:

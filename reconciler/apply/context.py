@@ -8,9 +8,9 @@ the caller must throw it away (roll back) rather than commit half an event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Protocol
 
 from reconciler.db.engine import Database
@@ -72,35 +72,40 @@ class ApplyContext:
         """In a batch: an error has passed through its transaction."""
         return self.shared is not None and self.shared.spoiled
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[LedgerSession]:
+    def write(self) -> AbstractAsyncContextManager[LedgerSession]:
         """A transaction for ledger changes."""
         if self.shared is None:
-            async with ledger_session(self.db) as session:
-                yield session
-            return
-        async with self._shared() as session:
-            yield session
+            return ledger_session(self.db)
+        return _InShared(self.shared)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[LedgerSession]:
+    def read(self) -> AbstractAsyncContextManager[LedgerSession]:
         """A transaction for looking rows up."""
         if self.shared is None:
-            async with ledger_reader(self.db) as session:
-                yield session
-            return
-        async with self._shared() as session:
-            yield session
+            return ledger_reader(self.db)
+        return _InShared(self.shared)
 
-    @asynccontextmanager
-    async def _shared(self) -> AsyncIterator[LedgerSession]:
-        assert self.shared is not None
-        try:
-            yield self.shared.session
-        except BaseException:
-            # Part of this event's changes may be held: the batch must not commit.
-            self.shared.spoiled = True
-            raise
+
+class _InShared:
+    """The batch's transaction, entered by one apply step: an error passing through it means
+    part of this event's changes may be held, so the batch must not commit. (A class, not a
+    generator: a batch enters it several times per event.)"""
+
+    __slots__ = ("_shared",)
+
+    def __init__(self, shared: SharedTransaction) -> None:
+        self._shared = shared
+
+    async def __aenter__(self) -> LedgerSession:
+        return self._shared.session
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self._shared.spoiled = True
 
 
 def stripe_id(value: object) -> str | None:

@@ -14,8 +14,10 @@ is identical), then the rows go to the database whole:
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, Table, text
@@ -23,11 +25,36 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.dialect import is_postgres
+from reconciler.db.tables import UTCDateTime
 
 _LENGTH = re.compile(r"\(\d+\)")
 
 
+# SQLAlchemy's SQLite DATETIME text (its default storage format): what `sqlite_utc_text`
+# writes in one step.
+SQLITE_DATETIME = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """An aware datetime as `UTCDateTime` then SQLite's DATETIME store it (the UTC instant,
+    `YYYY-MM-DD HH:MM:SS.ffffff`), with the same refusal of a naive one: one call instead of
+    a decorator's and a dialect's, for the several timestamps of every row a batch writes."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware UTC datetime")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(column.type, UTCDateTime) and not is_postgres(dialect):
+        storage = getattr(column.type.impl.dialect_impl(dialect), "_storage_format", None)
+        if storage == SQLITE_DATETIME:
+            return sqlite_utc_text
     processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
         dialect
     )
@@ -38,14 +65,24 @@ def _records(
     columns: Sequence[Column[Any]], rows: Sequence[Mapping[str, Any]], dialect: Dialect
 ) -> list[tuple[Any, ...]]:
     names = [column.name for column in columns]
-    converters = [_converter(column, dialect) for column in columns]
-    if not any(converters):
-        return [tuple(row[name] for name in names) for row in rows]
-    pairs = list(zip(names, converters, strict=True))
-    return [
-        tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
-        for row in rows
+    # The values in column order, taken in C (itemgetter), then the few columns whose type
+    # converts (timestamps, mostly) converted in place.
+    values = operator.itemgetter(*names)
+    records = [(values(row),) for row in rows] if len(names) == 1 else [values(row) for row in rows]
+    converters = [
+        (position, convert)
+        for position, convert in enumerate(_converter(column, dialect) for column in columns)
+        if convert is not None
     ]
+    if not converters:
+        return records
+    converted = []
+    for record in records:
+        fields = list(record)
+        for position, convert in converters:
+            fields[position] = convert(fields[position])
+        converted.append(tuple(fields))
+    return converted
 
 
 async def insert_rows(

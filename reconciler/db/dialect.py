@@ -3,9 +3,22 @@ between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Select, Table, func, literal, select, text, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
@@ -33,15 +46,35 @@ def insert_for(conn: Connected, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def rows_where(table: Table, column: str, values: list[Any], dialect: Dialect) -> Select[Any]:
-    """The rows whose `column` is one of `values`. SQLite looks each value up in the column's
-    unique index. PostgreSQL gets the values as one array, each looked up on its own (a
-    lateral join): an IN list is compared row by row, and on a table not yet analysed the
-    planner may choose to scan it all, once per batch, however large it has grown."""
-    if not is_postgres(dialect):
-        return select(table).where(table.c[column].in_(values))
+def rows_where(
+    table: Table, column: str, values: list[Any], dialect: Dialect
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The rows whose `column` is one of `values`: a statement and its parameters. SQLite
+    looks each value up in the column's unique index. PostgreSQL gets the values as one
+    array, each looked up on its own (a lateral join): an IN list is compared row by row, and
+    on a table not yet analysed the planner may choose to scan it all, once per batch,
+    however large it has grown. The statement is built once per table and column, the values
+    its one parameter, so it is compiled once too."""
+    return _rows_where(table, column, is_postgres(dialect)), {"wanted": values}
+
+
+def one_of(
+    column: ColumnElement[Any], values: Sequence[Any], dialect: Dialect
+) -> ColumnElement[bool]:
+    """`column IN values`, spelled so the statement is the same whatever the values' number:
+    on PostgreSQL one array parameter (`= ANY`), so it is compiled and prepared once rather
+    than once per length of list, with a placeholder per value rendered each time."""
+    if is_postgres(dialect):
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(values)
+
+
+@functools.cache
+def _rows_where(table: Table, column: str, postgres: bool) -> Select[Any]:
+    if not postgres:
+        return select(table).where(table.c[column].in_(bindparam("wanted", expanding=True)))
     keys = (
-        func.unnest(literal(values, ARRAY(table.c[column].type)))
+        func.unnest(bindparam("wanted", type_=ARRAY(table.c[column].type)))
         .table_valued("value")
         .render_derived(name="wanted")
     )

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.db.dialect import is_postgres
+from reconciler.db.dialect import is_postgres, one_of
 from reconciler.db.tables import inbox_events
 from reconciler.inbox._columns import EVENT_COLUMNS
 from reconciler.inbox.events import DONE, RECEIVED, InboxEvent
@@ -35,7 +35,19 @@ async def peek_fresh(conn: AsyncConnection, now: datetime, *, limit: int) -> lis
         .limit(limit)
     )
     rows = await conn.execute(query)
-    return [InboxEvent(**{**row._asdict(), "attempts": row.attempts + 1}) for row in rows]
+    return [
+        InboxEvent(
+            id=row.id,
+            stripe_event_id=row.stripe_event_id,
+            endpoint=row.endpoint,
+            event_type=row.event_type,
+            livemode=row.livemode,
+            account=row.account,
+            payload=row.payload,
+            attempts=row.attempts + 1,
+        )
+        for row in rows
+    ]
 
 
 async def take_fresh(
@@ -48,7 +60,7 @@ async def take_fresh(
     # By id alone, so the primary key finds them (a condition on status could lead the
     # planner down the status index, through every row waiting); freshness is checked here.
     query = select(columns.id, columns.status, columns.attempts, columns.next_attempt_at).where(
-        columns.id.in_([event.id for event in events])
+        one_of(columns.id, [event.id for event in events], conn.dialect)
     )
     if is_postgres(conn):
         query = query.with_for_update(skip_locked=True)
@@ -67,6 +79,6 @@ async def mark_applied(conn: Queryable, events: Sequence[InboxEvent], now: datet
         return
     await conn.execute(
         update(inbox_events)
-        .where(inbox_events.c.id.in_([event.id for event in events]))
+        .where(one_of(inbox_events.c.id, [event.id for event in events], conn.dialect))
         .values(status=DONE, attempts=1, locked_until=None, last_error=None, processed_at=now)
     )

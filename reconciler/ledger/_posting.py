@@ -11,10 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.db.bulk import insert_new, insert_rows
-from reconciler.db.dialect import insert_for
+from reconciler.db.dialect import insert_for, is_postgres
 from reconciler.db.tables import account_balances, journal_entries, journal_legs
 from reconciler.ledger import accounts
 from reconciler.ledger.journal import Leg
@@ -82,6 +83,21 @@ async def _add_to_running_totals(conn: AsyncConnection, legs: list[Leg]) -> None
             pair[1] += leg.credit
     if not totals:
         return
+    # In a fixed order, so two transactions touching the same accounts cannot deadlock.
+    ordered = sorted(totals.items())
+    if is_postgres(conn):
+        # One statement over arrays, taken in their order: a batch's hundreds of merchants
+        # are not an execution each.
+        await conn.execute(
+            _POSTGRES_TOTALS,
+            {
+                "accounts": [account for (account, _), _ in ordered],
+                "currencies": [currency for (_, currency), _ in ordered],
+                "debits": [debits for _, (debits, _) in ordered],
+                "credits": [credits for _, (_, credits) in ordered],
+            },
+        )
+        return
     statement = insert_for(conn, account_balances)
     statement = statement.on_conflict_do_update(
         index_elements=["account", "currency"],
@@ -90,11 +106,23 @@ async def _add_to_running_totals(conn: AsyncConnection, legs: list[Leg]) -> None
             "credits": account_balances.c.credits + statement.excluded.credits,
         },
     )
-    # In a fixed order, so two transactions touching the same accounts cannot deadlock.
     await conn.execute(
         statement,
         [
             {"account": account, "currency": currency, "debits": debits, "credits": credits}
-            for (account, currency), (debits, credits) in sorted(totals.items())
+            for (account, currency), (debits, credits) in ordered
         ],
     )
+
+
+_POSTGRES_TOTALS = text(
+    """\
+INSERT INTO account_balances (account, currency, debits, credits)
+SELECT * FROM unnest(
+    CAST(:accounts AS VARCHAR[]), CAST(:currencies AS VARCHAR[]),
+    CAST(:debits AS BIGINT[]), CAST(:credits AS BIGINT[])
+)
+ON CONFLICT (account, currency) DO UPDATE SET
+    debits = account_balances.debits + excluded.debits,
+    credits = account_balances.credits + excluded.credits"""
+)

@@ -10,11 +10,10 @@ legs, and the running total each merchant's payable account keeps, when it flush
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from reconciler.errors import UnbalancedEntry
-from reconciler.money import check_currency, check_positive
+from reconciler.money import CURRENCY_EXPONENTS, check_currency, check_positive
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +41,19 @@ def check_balanced(legs: list[Leg]) -> None:
     """Refuse an entry that is not two or more valid legs balancing in each currency."""
     if len(legs) < 2:
         raise UnbalancedEntry("a journal entry needs at least two legs")
-    totals: dict[str, int] = defaultdict(int)
+    # Every entry a batch posts passes through here: the checks are spelled for the common
+    # case (a booked currency, int amounts), each falling back to the full check to refuse.
+    totals: dict[str, int] = {}
     for leg in legs:
-        check_currency(leg.currency)
-        if (leg.debit == 0) == (leg.credit == 0):
+        currency, debit, credit = leg.currency, leg.debit, leg.credit
+        if currency not in CURRENCY_EXPONENTS:
+            check_currency(currency)
+        if (debit == 0) == (credit == 0):
             raise UnbalancedEntry(f"leg on {leg.account} must be exactly one of debit or credit")
-        check_positive(leg.debit or leg.credit, f"leg on {leg.account}")
-        totals[leg.currency] += leg.debit - leg.credit
-    unbalanced = {currency: total for currency, total in totals.items() if total}
-    if unbalanced:
+        amount = debit or credit
+        if type(amount) is not int or amount <= 0:
+            check_positive(amount, f"leg on {leg.account}")
+        totals[currency] = totals.get(currency, 0) + debit - credit
+    if any(totals.values()):
+        unbalanced = {currency: total for currency, total in totals.items() if total}
         raise UnbalancedEntry(f"debits and credits differ by {unbalanced}")

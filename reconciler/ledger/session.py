@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from reconciler.db.bulk import insert_rows
-from reconciler.db.dialect import is_postgres, rows_where
+from reconciler.db.dialect import is_postgres, one_of, rows_where
 from reconciler.db.engine import Database
 from reconciler.db.tables import merchants
 from reconciler.errors import NotFound
@@ -112,7 +112,7 @@ class LedgerSession:
         ]
         for start in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[start : start + _IN_CHUNK]
-            rows = await self.execute(rows_where(kind.table, column, chunk, self.dialect))
+            rows = await self.execute(*rows_where(kind.table, column, chunk, self.dialect))
             for values_read in rows.mappings():
                 self._hold(kind, values_read)
             for value in chunk:
@@ -134,39 +134,47 @@ class LedgerSession:
         """The merchant's row, held until the transaction ends (PostgreSQL)."""
         return await self.lock(Merchant, merchant_id)
 
-    async def lock_merchants(self, merchant_ids: Iterable[int]) -> None:
-        """Lock several merchants at once, in id order (a batch of many merchants' events)."""
+    async def lock_merchants(self, merchant_ids: Iterable[int]) -> bool:
+        """Lock several merchants at once, in id order (a batch of many merchants' events).
+        True if any was not locked before (PostgreSQL): their rows were read again."""
         if not self._locks_rows:
-            return
+            return False
         wanted = sorted(set(merchant_ids) - self._locked)
-        if wanted:
-            await self._lock_merchants(merchants.c.id.in_(wanted))
+        if not wanted:
+            return False
+        return await self._lock_merchants(one_of(merchants.c.id, wanted, self.dialect))
 
-    async def _lock_merchants(self, which: ColumnElement[bool]) -> None:
-        query = select(merchants.c.id).where(which).order_by(merchants.c.id).with_for_update()
-        locked = [int(merchant_id) for (merchant_id,) in await self.execute(query)]
+    async def _lock_merchants(self, which: ColumnElement[bool]) -> bool:
+        # The merchants' rows come with their locks: held (or brought up to date) as read.
+        query = select(merchants).where(which).order_by(merchants.c.id).with_for_update()
+        locked = []
+        for values in (await self.execute(query)).mappings():
+            self._hold(Merchant, values)
+            locked.append(int(values["id"]))
         fresh = set(locked) - self._locked
         self._locked |= fresh
         await self._reread(fresh)
         if fresh:
             # "Not there" was learnt before the lock: let the next lookup ask again.
             self._index = {key: row_id for key, row_id in self._index.items() if row_id is not None}
+        return bool(fresh)
 
     async def _reread(self, merchant_ids: set[int]) -> None:
         """Rows read before their merchant was locked may be stale: read them again, in place
-        (callers keep the same row). Nothing is unwritten here: locking flushed first."""
+        (callers keep the same row). Nothing is unwritten here: locking flushed first. The
+        merchants' own rows were read with their locks."""
         if not merchant_ids:
             return
         stale: dict[type[LedgerRow], list[int]] = defaultdict(list)
         for (kind, row_id), row in self._rows.items():
-            if row.merchant in merchant_ids:
+            if kind is not Merchant and row.merchant in merchant_ids:
                 stale[kind].append(row_id)
         for kind in ROW_TYPES:
             ids = stale.get(kind, [])
             for start in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[start : start + _IN_CHUNK]
                 rows = await self._conn.execute(
-                    select(kind.table).where(kind.table.c.id.in_(chunk))
+                    select(kind.table).where(one_of(kind.table.c.id, chunk, self.dialect))
                 )
                 for values in rows.mappings():
                     self._hold(kind, values)
@@ -192,7 +200,7 @@ class LedgerSession:
         change decided on an unlocked read could undo one committed meanwhile."""
         self._check_writable()
         kind = type(row)
-        unknown = set(values) - set(kind.field_names())
+        unknown = values.keys() - kind.field_set()
         if unknown or "id" in values:
             raise TypeError(f"{kind.singular} has no column(s) to change named {sorted(unknown)}")
         key = (kind, row.id)

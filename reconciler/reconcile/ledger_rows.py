@@ -21,7 +21,7 @@ async def rows_by(
     wanted = sorted({value for value in values if value is not None}, key=str)
     if not wanted:
         return {}
-    result = await conn.execute(rows_where(kind.table, column, wanted, conn.dialect))
+    result = await conn.execute(*rows_where(kind.table, column, wanted, conn.dialect))
     # The fields by their place in the row, found once a statement: a mapping made for each
     # row (`_asdict`, then `from_mapping`) was most of a page's lookup (~15 us a row).
     keys = list(result.keys())

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Table, func, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.db.bulk import insert_new, insert_rows
+from reconciler.db.bulk import insert_new, insert_rows, sqlite_utc_text
 from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
 from reconciler.db.tables import discrepancies, inbox_events, merchants
@@ -289,3 +290,20 @@ async def test_insert_new_refuses_a_value_too_long_rather_than_cutting_it(db: Da
             )
     async with db.read() as conn:
         assert await stored_ids(conn) == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        AT,
+        AT_UTC,
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still written
+        datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=timezone(timedelta(hours=-5))),
+        None,
+    ],
+)
+def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them(value: datetime | None) -> None:
+    dialect = sqlite.dialect()
+    column_type = inbox_events.c.received_at.type
+    expected = column_type.dialect_impl(dialect).bind_processor(dialect)(value)
+    assert sqlite_utc_text(value) == expected
