@@ -38,8 +38,10 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 def _decoded(event: StoredEvent) -> Payload:
     try:
         return _decode(event.payload)
-    except msgspec.ValidationError:
-        # What msgspec refuses and json reads (a number past a float's range, read as inf).
+    except (msgspec.DecodeError, UnicodeEncodeError):
+        # What msgspec refuses and json reads: a number past a float's range (read as inf),
+        # NaN and Infinity, a lone surrogate (escaped or not). The intake refuses them now;
+        # events stored before it did, or replayed, are still read as they were.
         payload: Payload = json.loads(event.payload)
         return payload
 

@@ -226,11 +226,13 @@ async def apply_together(
     Raises (and the caller must roll back) if any event spoils the batch."""
     tx.expect_inserts(len(payloads))
     # The merchants foreseen are locked first (PostgreSQL), so what is read next is current;
-    # rows found of any other merchant get theirs locked, and what was not there before
-    # those locks is asked for again.
+    # rows found of any other merchant (made since step 1) get theirs locked, and what was
+    # not there before those locks is asked for again. That second round is out of id order
+    # with the first, so it does not wait: a merchant held elsewhere fails the batch at once
+    # (its events are then applied one by one) instead of risking a deadlock.
     await tx.lock_merchants(foreseen.merchants)
     await load_rows(tx, payloads)
-    if await tx.lock_merchants(tx.held_merchants()):
+    if await tx.lock_merchants(tx.held_merchants(), nowait=True):
         await load_rows(tx, payloads)
     stripe = foreseen.stripe
     together = ctx.in_batch(tx, stripe)

@@ -134,19 +134,25 @@ class LedgerSession:
         """The merchant's row, held until the transaction ends (PostgreSQL)."""
         return await self.lock(Merchant, merchant_id)
 
-    async def lock_merchants(self, merchant_ids: Iterable[int]) -> bool:
+    async def lock_merchants(self, merchant_ids: Iterable[int], *, nowait: bool = False) -> bool:
         """Lock several merchants at once, in id order (a batch of many merchants' events).
-        True if any was not locked before (PostgreSQL): their rows were read again."""
+        True if any was not locked before (PostgreSQL): their rows were read again. With
+        `nowait`, a merchant another transaction holds fails the statement (PostgreSQL's
+        `LockNotAvailable`) at once rather than waiting: for locks taken after others, out
+        of id order, where waiting could deadlock."""
         if not self._locks_rows:
             return False
         wanted = sorted(set(merchant_ids) - self._locked)
         if not wanted:
             return False
-        return await self._lock_merchants(one_of(merchants.c.id, wanted, self.dialect))
+        which = one_of(merchants.c.id, wanted, self.dialect)
+        return await self._lock_merchants(which, nowait=nowait)
 
-    async def _lock_merchants(self, which: ColumnElement[bool]) -> bool:
+    async def _lock_merchants(self, which: ColumnElement[bool], *, nowait: bool = False) -> bool:
         # The merchants' rows come with their locks: held (or brought up to date) as read.
-        query = select(merchants).where(which).order_by(merchants.c.id).with_for_update()
+        query = (
+            select(merchants).where(which).order_by(merchants.c.id).with_for_update(nowait=nowait)
+        )
         locked = []
         for values in (await self.execute(query)).mappings():
             self._hold(Merchant, values)

@@ -3,6 +3,7 @@ data, and nothing written if the transaction fails."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from reconciler.db.dialect import is_postgres
 from reconciler.db.engine import Database
@@ -199,3 +201,33 @@ async def test_a_row_found_missing_before_a_lock_is_looked_for_again(
         await tx.lock_merchant(merchant_id)
         found = await tx.find(Payment, "payment_intent_id", "pi_late")
         assert found is not None and found.amount == 500
+
+
+async def test_locks_taken_out_of_order_do_not_wait_into_a_deadlock(
+    db: Database, now: datetime
+) -> None:
+    """A batch locks the merchants it foresaw, then those of rows found since (`nowait`):
+    two batches that each find the other's merchant would deadlock if the second round
+    waited. It fails at once instead (the batch's events are then applied one by one)."""
+    if not is_postgres(db.dialect):
+        pytest.skip("SQLite's transaction holds the one write lock: there are no row locks")
+    async with ledger_session(db) as tx:
+        first = await payable_merchant(tx, now, "One")
+        second = await payable_merchant(tx, now, "Two")
+    both_hold_one = asyncio.Barrier(2)
+
+    async def batch(foreseen: int, found: int) -> None:
+        async with db.write() as conn:
+            tx = LedgerSession(conn)
+            await tx.lock_merchants({foreseen})
+            await both_hold_one.wait()
+            await tx.lock_merchants({foreseen, found}, nowait=True)
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(batch(first, second), batch(second, first), return_exceptions=True),
+        timeout=5,
+    )
+    refused = [outcome for outcome in outcomes if isinstance(outcome, DBAPIError)]
+    assert refused and all("lock" in str(outcome).lower() for outcome in refused), outcomes
+    assert not any("deadlock" in str(outcome) for outcome in outcomes)
+    assert all(outcome is None or outcome in refused for outcome in outcomes), outcomes
