@@ -7,7 +7,7 @@ transactions), refunds, transfers and connected accounts, a page at a time; then
 rows no page showed (missing at Stripe), payouts and refunds left waiting, the journal's
 invariants and the merchants' balances against the platform's. After each page it commits
 what it found, the ids it saw (`reconcile_seen`) and where it is (`resume_from`), so memory
-stays one page and an interrupted run goes on from its last page. A completed run whose scope
+stays a few pages and an interrupted run goes on from its last page. A completed run whose scope
 covers whole objects (everything, a merchant, one object: not a time window, which cannot
 say which objects it covers) clears the discrepancies earlier runs found that it no longer
 sees; dry runs clear too, as clearing changes only the report, never the ledger.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +36,7 @@ from reconciler.reconcile.findings import (
     finding_key,
     record_findings,
 )
+from reconciler.reconcile.pages_ahead import PagesAhead
 from reconciler.reconcile.progress import ProgressUpdate, RunProgress
 from reconciler.reconcile.runs import (
     FAILED,
@@ -54,6 +54,7 @@ from reconciler.reconcile.runs import (
 )
 from reconciler.reconcile.scope import Scope
 from reconciler.reconcile.stripe_lists import (
+    ACCOUNTS,
     BY_OBJECT_TYPE,
     PAYMENT_INTENTS,
     STRIPE_LISTS,
@@ -221,43 +222,70 @@ class Reconciler:
             await self._clear(work)
             return
         start = PHASES.index(resume["phase"]) if resume.get("phase") in PHASES else 0
-        for number, phase in enumerate(PHASES[start:], start=start):
+        if start < len(STRIPE_LISTS):
+            await self._walk_lists(work, start, resume.get("after"))
+        for number in range(max(start, len(STRIPE_LISTS)), len(PHASES)):
+            phase = PHASES[number]
             after = resume.get("after") if number == start else None
             if phase in MISSING_PHASES:
                 await self._missing(work, MISSING_PHASES.index(phase), after)
-            elif phase == CHECKS_PHASE:
-                await self._checks(work)
             else:
-                await self._walk(work, STRIPE_LISTS[number], after)
+                await self._checks(work)
         await self._clear(work)
 
-    async def _walk(self, work: _Pass, stripe_list: StripeList, after: str | None) -> None:
-        """Every page of one Stripe list, from after `after` (the gateway asks for the next
-        page as soon as one arrives, so Stripe's answer and the comparing overlap)."""
-        filters = await self._filters(work, stripe_list.resource)
-        if filters is None:
-            return
-        scope = work.scope
-        if stripe_list.resource == "accounts" and scope.account_id is not None:
-            await self._merchant_account(work)
-            return
+    async def _walk_lists(self, work: _Pass, start: int, after: str | None) -> None:
+        """Every page of the Stripe lists from `STRIPE_LISTS[start]` on (the first after
+        `after`). Within a list the gateway asks for the next page as soon as one arrives;
+        the next list is opened as the last page of one is worked on, so its first page is
+        on its way meanwhile (`PagesAhead`)."""
+        upcoming = await self._open(work, STRIPE_LISTS[start], after)
+        try:
+            for number in range(start, len(STRIPE_LISTS)):
+                stripe_list = STRIPE_LISTS[number]
+                following = STRIPE_LISTS[number + 1] if number + 1 < len(STRIPE_LISTS) else None
+                pages, upcoming, opened = upcoming, None, False
+                if pages is not None:
+                    try:
+                        async for page in pages:
+                            items: list[StripeObject] = page["data"]
+                            more = bool(page.get("has_more")) and bool(items)
+                            after = items[-1]["id"] if items else after
+                            if not more and following is not None:
+                                upcoming, opened = await self._open(work, following, None), True
+                            resume = {"phase": stripe_list.phase, "after": after} if more else None
+                            await self._page(work, stripe_list, items, resume)
+                    finally:
+                        await pages.aclose()
+                elif stripe_list is ACCOUNTS and work.scope.account_id is not None:
+                    await self._merchant_account(work)
+                if following is not None and not opened:
+                    upcoming = await self._open(work, following, None)
+                after = None
+        finally:
+            if upcoming is not None:
+                await upcoming.aclose()
 
-        pages = self._gateway.list_pages(
-            stripe_list.resource,
-            starting_after=after,
-            created_gte=_unix(scope.since),
-            created_lt=_unix(scope.until),
-            expand=stripe_list.expand,
-            limit=self._page_size,
-            **filters,
+    async def _open(
+        self, work: _Pass, stripe_list: StripeList, after: str | None
+    ) -> PagesAhead | None:
+        """The pages of `stripe_list` in the run's scope after `after`, the first asked for
+        now; None when there is nothing to list: a merchant with no connected account has no
+        transfers, and a merchant's account is read by its id (`_merchant_account`)."""
+        filters = await self._filters(work, stripe_list.resource)
+        scope = work.scope
+        if filters is None or (stripe_list is ACCOUNTS and scope.account_id is not None):
+            return None
+        return PagesAhead(
+            self._gateway.list_pages(
+                stripe_list.resource,
+                starting_after=after,
+                created_gte=_unix(scope.since),
+                created_lt=_unix(scope.until),
+                expand=stripe_list.expand,
+                limit=self._page_size,
+                **filters,
+            )
         )
-        async with aclosing(pages):
-            async for page in pages:
-                items: list[StripeObject] = page["data"]
-                more = bool(page.get("has_more")) and bool(items)
-                after = items[-1]["id"] if items else after
-                resume = {"phase": stripe_list.phase, "after": after} if more else None
-                await self._page(work, stripe_list, items, resume)
 
     async def _filters(self, work: _Pass, resource: str) -> dict[str, str] | None:
         """A merchant's transfers are listed by their destination (None: it has none)."""

@@ -122,6 +122,50 @@ async def test_an_interrupted_run_resumes_from_its_last_page_to_the_same_result(
     assert await open_rows(db) == found_whole
 
 
+async def test_the_next_lists_first_page_is_asked_for_while_the_last_page_is_worked_on(
+    db: Database, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the last page of the intents is compared, the refunds' first page is on its way:
+    the comparing of that page waits here until the sandbox has the refunds request, which
+    (if it were asked for only once the intents were done) would never come."""
+    merchant_id = await merchant(db)
+    await intents(world, merchant_id, 3)
+    reconciler = engine(db, world.gateway, page_size=2)
+    compare_page = reconciler._page
+    waited: list[tuple[int, list[str]]] = []
+
+    async def paths() -> list[str]:
+        return [entry["path"] for entry in await arrivals(world)]
+
+    async def page_waiting_for_the_next_list(
+        work: Any, stripe_list: Any, items: list[Any], resume: Any
+    ) -> None:
+        if stripe_list.phase == "payment_intents" and resume is None:  # its last page
+            for _ in range(500):  # the sandbox's request log, read until it shows up (5 s)
+                if "/v1/refunds" in (asked := await paths()):
+                    break
+                await asyncio.sleep(0.01)
+            waited.append((len(items), asked))
+        await compare_page(work, stripe_list, items, resume)
+
+    monkeypatch.setattr(reconciler, "_page", page_waiting_for_the_next_list)
+    await world.control.delete("/_sandbox/requests")
+    run = await reconciler.run(await queued(db))
+    assert (run.status, run.examined, run.found) == ("succeeded", 3, 3), run.error
+    [(last_page, asked)] = waited
+    assert last_page == 1 and "/v1/refunds" in asked
+    assert asked.count("/v1/payment_intents") == 2  # and nothing of the lists after refunds
+    assert "/v1/transfers" not in asked
+    listed = [path for path in await paths() if path.startswith("/v1/") and path != "/v1/balance"]
+    assert listed == [
+        "/v1/payment_intents",
+        "/v1/payment_intents",
+        "/v1/refunds",
+        "/v1/transfers",
+        "/v1/accounts",
+    ]
+
+
 async def test_a_reconcile_of_a_thousand_objects_keeps_to_25_requests_a_second(
     db: Database, world: StripeWorld
 ) -> None:
