@@ -3,14 +3,16 @@ difference as a discrepancy; a heal run (not `dry_run`) also applies Stripe's tr
 that ends the difference, through the same apply functions the webhooks use.
 
 A run walks, in order: Stripe's payment intents (with their charges and balance
-transactions), refunds, transfers and connected accounts, a page at a time; then the ledger's
-rows no page showed (missing at Stripe), payouts and refunds left waiting, the journal's
-invariants and the merchants' balances against the platform's. After each page it commits
-what it found, the ids it saw (`reconcile_seen`) and where it is (`resume_from`), so memory
-stays a few pages and an interrupted run goes on from its last page. A completed run whose scope
-covers whole objects (everything, a merchant, one object: not a time window, which cannot
-say which objects it covers) clears the discrepancies earlier runs found that it no longer
-sees; dry runs clear too, as clearing changes only the report, never the ledger.
+transactions), refunds, transfers and connected accounts, a page at a time, each list but the
+accounts followed by the ledger's rows of its kind that no page showed (missing at Stripe);
+then payouts and refunds left waiting, the journal's invariants and the merchants' balances
+against the platform's (read while the lists are walked; read again in turn if that reading
+failed, is over a minute old, or a heal may have changed what it read). After each page it
+commits what it found, the ids it saw (`reconcile_seen`) and where it is (`resume_from`), so
+memory stays a few pages and an interrupted run goes on from its last page. A completed run
+whose scope covers whole objects (everything, a merchant, one object: not a time window,
+which cannot say which objects it covers) clears the discrepancies earlier runs found that it
+no longer sees; dry runs clear too, as clearing changes only the report, never the ledger.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ from reconciler.reconcile.stripe_lists import (
     ACCOUNTS,
     BY_OBJECT_TYPE,
     PAYMENT_INTENTS,
+    REFUNDS,
     STRIPE_LISTS,
+    TRANSFERS,
     StripeList,
 )
 from reconciler.types import Clock, StripeObject, utcnow
@@ -71,12 +75,39 @@ HEARTBEAT_SECONDS = 60.0
 ABANDONED_AFTER = timedelta(minutes=10)
 # The resume point of a run whose phases are all done (None would read as not started).
 DONE_PHASE = "done"
-# What a run of many objects does, in order; a resume point names one of these.
-PHASES = (*(stripe_list.phase for stripe_list in STRIPE_LISTS), *MISSING_PHASES, CHECKS_PHASE)
+# What a run of many objects does, in order; a resume point names one of these. The rows
+# missing at Stripe of a kind are looked for right after the list that shows that kind, while
+# the next list's first page is on its way.
+PHASES = (
+    PAYMENT_INTENTS.phase,
+    MISSING_PHASES[0],
+    REFUNDS.phase,
+    MISSING_PHASES[1],
+    TRANSFERS.phase,
+    MISSING_PHASES[2],
+    ACCOUNTS.phase,
+    CHECKS_PHASE,
+)
+LISTS_BY_PHASE = {stripe_list.phase: stripe_list for stripe_list in STRIPE_LISTS}
+# Written in every resume point. A point without it was written when every list came before
+# every missing check: one in a list after the first had its missing checks all still to do.
+PHASE_ORDER = 2
+# The ledger checks are read while the lists are walked; a reading older than this when its
+# phase comes is read again, so a long run does not report what was true at its start.
+CHECKS_FRESH_FOR = timedelta(seconds=60)
 
 
 class RunNotStartable(ReconcilerError):
     code = "illegal_transition"
+
+
+@dataclass(frozen=True)
+class _LedgerReading:
+    """What the ledger checks found, which kinds they looked at whole, and when."""
+
+    found: list[Difference]
+    checked: set[str]
+    read_at: datetime
 
 
 @dataclass
@@ -93,6 +124,10 @@ class _Pass:
     touched: set[str] = field(default_factory=set)
     # The ledger-check kinds whose check ran whole in this pass, for clearing.
     checked: set[str] = field(default_factory=set)
+    # A heal has written the ledger: ledger checks read before it may no longer be true.
+    ledger_written: bool = False
+    # Set by the pass's first commit: the ledger checks read ahead wait for it.
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def dry_run(self) -> bool:
@@ -221,49 +256,70 @@ class Reconciler:
         if resume.get("phase") == DONE_PHASE:  # stopped after its last phase: only clearing left
             await self._clear(work)
             return
+        if resume.get("order") != PHASE_ORDER and resume.get("phase") in _LISTS_AFTER_THE_FIRST:
+            # From the first missing check on, as that order would have gone on (the lists
+            # after it walked again, whole, and counted again: once, across an upgrade).
+            resume = {"phase": MISSING_PHASES[0], "after": None}
         start = PHASES.index(resume["phase"]) if resume.get("phase") in PHASES else 0
-        if start < len(STRIPE_LISTS):
-            await self._walk_lists(work, start, resume.get("after"))
-        for number in range(max(start, len(STRIPE_LISTS)), len(PHASES)):
-            phase = PHASES[number]
-            after = resume.get("after") if number == start else None
-            if phase in MISSING_PHASES:
-                await self._missing(work, MISSING_PHASES.index(phase), after)
-            else:
-                await self._checks(work)
+        await self._phases(work, start, resume.get("after"))
         await self._clear(work)
 
-    async def _walk_lists(self, work: _Pass, start: int, after: str | None) -> None:
-        """Every page of the Stripe lists from `STRIPE_LISTS[start]` on (the first after
-        `after`). Within a list the gateway asks for the next page as soon as one arrives;
-        the next list is opened as the last page of one is worked on, so its first page is
-        on its way meanwhile (`PagesAhead`)."""
-        upcoming = await self._open(work, STRIPE_LISTS[start], after)
+    async def _phases(self, work: _Pass, start: int, after: Any) -> None:
+        """The phases from `PHASES[start]` on (its first after `after`). The ledger checks
+        are read beside the walk, which mostly waits for Stripe; a list opened ahead
+        (`_walk`) waits in `ahead` for its phase."""
+        reading = asyncio.create_task(self._read_checks_ahead(work), name="reconcile-checks")
+        ahead: dict[str, PagesAhead | None] = {}
         try:
-            for number in range(start, len(STRIPE_LISTS)):
-                stripe_list = STRIPE_LISTS[number]
-                following = STRIPE_LISTS[number + 1] if number + 1 < len(STRIPE_LISTS) else None
-                pages, upcoming, opened = upcoming, None, False
-                if pages is not None:
-                    try:
-                        async for page in pages:
-                            items: list[StripeObject] = page["data"]
-                            more = bool(page.get("has_more")) and bool(items)
-                            after = items[-1]["id"] if items else after
-                            if not more and following is not None:
-                                upcoming, opened = await self._open(work, following, None), True
-                            resume = {"phase": stripe_list.phase, "after": after} if more else None
-                            await self._page(work, stripe_list, items, resume)
-                    finally:
-                        await pages.aclose()
-                elif stripe_list is ACCOUNTS and work.scope.account_id is not None:
-                    await self._merchant_account(work)
-                if following is not None and not opened:
-                    upcoming = await self._open(work, following, None)
-                after = None
+            for number in range(start, len(PHASES)):
+                phase = PHASES[number]
+                phase_after = after if number == start else None
+                if phase in LISTS_BY_PHASE:
+                    await self._walk(work, LISTS_BY_PHASE[phase], phase_after, ahead)
+                elif phase in MISSING_PHASES:
+                    await self._missing(work, MISSING_PHASES.index(phase), phase_after)
+                else:
+                    await self._checks(work, reading)
         finally:
-            if upcoming is not None:
-                await upcoming.aclose()
+            reading.cancel()
+            for pages in ahead.values():
+                if pages is not None:
+                    await pages.aclose()
+            await asyncio.gather(reading, return_exceptions=True)
+
+    async def _walk(
+        self,
+        work: _Pass,
+        stripe_list: StripeList,
+        after: str | None,
+        ahead: dict[str, PagesAhead | None],
+    ) -> None:
+        """Every page of `stripe_list` (the first after `after`). Within a list the gateway
+        asks for the next page as soon as one arrives; the run's next list is opened as the
+        last page of this one is worked on, so its first page is on its way meanwhile and
+        through the missing check between them (`PagesAhead`)."""
+        if stripe_list.phase in ahead:
+            pages = ahead.pop(stripe_list.phase)
+        else:
+            pages = await self._open(work, stripe_list, after)
+        number = STRIPE_LISTS.index(stripe_list)
+        following = STRIPE_LISTS[number + 1] if number + 1 < len(STRIPE_LISTS) else None
+        if pages is not None:
+            try:
+                async for page in pages:
+                    items: list[StripeObject] = page["data"]
+                    more = bool(page.get("has_more")) and bool(items)
+                    after = items[-1]["id"] if items else after
+                    if not more and following is not None:
+                        ahead[following.phase] = await self._open(work, following, None)
+                    resume = {"phase": stripe_list.phase, "after": after} if more else None
+                    await self._page(work, stripe_list, items, resume)
+            finally:
+                await pages.aclose()
+        elif stripe_list is ACCOUNTS and work.scope.account_id is not None:
+            await self._merchant_account(work)
+        if following is not None and following.phase not in ahead:
+            ahead[following.phase] = await self._open(work, following, None)
 
     async def _open(
         self, work: _Pass, stripe_list: StripeList, after: str | None
@@ -341,6 +397,7 @@ class Reconciler:
     ) -> list[Difference]:
         """Apply Stripe's snapshot through the one way in, then compare again: what still
         differs stays open (a heal that failed says why)."""
+        work.ledger_written = True  # even a heal that fails may have written some of it
         try:
             await apply_object(work.context, obj)
         except (GatewayError, ReconcilerError) as error:
@@ -372,8 +429,9 @@ class Reconciler:
                 examined=work.examined,
                 healed=work.healed,
                 found=work.found,
-                resume_from=resume or _next_phase(phase),
+                resume_from=_marked(resume or _next_phase(phase)),
             )
+        work.committed.set()
         if work.progress is not None:
             work.progress(ProgressUpdate(phase, work.examined, work.healed, work.found))
 
@@ -402,7 +460,34 @@ class Reconciler:
                 return
             after_id = last
 
-    async def _checks(self, work: _Pass) -> None:
+    async def _checks(self, work: _Pass, read_ahead: asyncio.Task[_LedgerReading]) -> None:
+        """Record the ledger checks' findings: those read ahead, unless that reading failed,
+        is older than `CHECKS_FRESH_FOR`, or a heal may have changed the ledger under it."""
+        reading: _LedgerReading | None = None
+        work.committed.set()  # a run resumed at its checks has committed nothing yet
+        try:
+            reading = await read_ahead
+        except Exception as error:  # read again, in turn: an error there fails the run
+            log.warning("reconcile run %d: ledger checks read ahead failed: %s", work.run.id, error)
+        if (
+            reading is None
+            or work.ledger_written
+            or self._clock() - reading.read_at > CHECKS_FRESH_FOR
+        ):
+            reading = await self._read_checks(work)
+        work.checked = reading.checked
+        await self._commit(work, CHECKS_PHASE, reading.found, [], [], None)
+
+    async def _read_checks_ahead(self, work: _Pass) -> _LedgerReading:
+        """`_read_checks` once the first page is in: on PostgreSQL its connection would
+        otherwise be opened beside the first page's, on a run's critical path."""
+        await work.committed.wait()
+        return await self._read_checks(work)
+
+    async def _read_checks(self, work: _Pass) -> _LedgerReading:
+        """Payouts and refunds stuck, the journal's invariants and (for a run of
+        everything) merchants' balances against the platform's: what they find, and the
+        kinds they looked at whole."""
         now = self._clock()
         async with self._db.read() as conn:
             found = await ledger_checks.stuck(conn, work.scope, made_before=now - self._stale_after)
@@ -423,8 +508,7 @@ class Reconciler:
             listed = sum(1 for d in found if (d.kind, d.object_type) == (kind, object_type))
             if listed >= ledger_checks.PAGE:
                 checked.discard(kind)
-        work.checked = checked
-        await self._commit(work, CHECKS_PHASE, found, [], [], None)
+        return _LedgerReading(found, checked, now)
 
     async def _one_object(self, work: _Pass) -> None:
         """A one-object run: the object read by its id, compared as a page of one."""
@@ -523,6 +607,13 @@ def _next_phase(phase: str) -> dict[str, Any] | None:
     if phase == PHASES[-1]:
         return {"phase": DONE_PHASE, "after": None}
     return {"phase": PHASES[PHASES.index(phase) + 1], "after": None}
+
+
+_LISTS_AFTER_THE_FIRST = {stripe_list.phase for stripe_list in STRIPE_LISTS[1:]}
+
+
+def _marked(resume: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if resume is None else {**resume, "order": PHASE_ORDER}
 
 
 def _unix(moment: datetime | None) -> int | None:

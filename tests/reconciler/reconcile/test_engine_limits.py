@@ -209,9 +209,12 @@ async def test_injected_429s_are_waited_out_not_hammered(db: Database, world: St
     assert [e["status"] for e in refunds] == [429, 429, 429, 200]
     times = [e["at"] for e in refunds]
     assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
-    # While Stripe said to wait, nothing else was sent either.
-    after_first = [e for e in logged if times[0] < e["at"] < times[-1] and e not in refunds]
-    assert after_first == []
+    # While Stripe said to wait (Retry-After: 1 s), nothing else was sent either: the run's
+    # other calls (the balance, read beside the walk) wait it out too. A call already on its
+    # way when the 429 came back cannot be held: 50 ms of grace.
+    others = [e["at"] for e in logged if e not in refunds]
+    assert not [at for at in others for held in times[:-1] if held + 0.05 <= at < held + 1.0]
+    assert "/v1/balance" in {e["path"] for e in logged}
 
 
 async def test_runs_started_in_the_background_end_interrupted_when_the_engine_closes(
